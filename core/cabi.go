@@ -1,0 +1,234 @@
+package core
+
+/*
+#include <stdlib.h>
+#include "rffi.h"
+*/
+import "C"
+
+import (
+	"errors"
+	"fmt"
+	"time"
+	"unsafe"
+)
+
+// The exported functions below are the whole C ABI (see rffi.h). They are
+// called by LuaJIT on the nginx worker's thread, so none of them blocks
+// except rffi_shutdown, which the worker calls while exiting.
+
+func bytesOf(p *C.char, n C.size_t) []byte {
+	if p == nil || n == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n))
+}
+
+// writeErr copies msg into the caller's buffer, NUL-terminated, truncated.
+func writeErr(buf *C.char, size C.size_t, msg string) {
+	if buf == nil || size == 0 {
+		return
+	}
+	out := unsafe.Slice((*byte)(unsafe.Pointer(buf)), int(size))
+	n := copy(out[:len(out)-1], msg)
+	out[n] = 0
+}
+
+var errNotStarted = errors.New("the Go runtime is not initialized (call rffi_init first)")
+
+//export rffi_init
+func rffi_init(cfg *C.char, cfgLen C.size_t, errBuf *C.char, errLen C.size_t) *C.rffi_shared_t {
+	if e := current.Load(); e != nil {
+		return (*C.rffi_shared_t)(e.bufs.sharedPtr())
+	}
+	var c Config
+	if frame := bytesOf(cfg, cfgLen); len(frame) > 0 {
+		v, err := Decode(frame)
+		if err != nil {
+			writeErr(errBuf, errLen, "configuration: "+err.Error())
+			return nil
+		}
+		m, _ := v.(map[string]any)
+		if c, err = parseConfig(m); err != nil {
+			writeErr(errBuf, errLen, err.Error())
+			return nil
+		}
+	}
+	e := NewEngine(c)
+	if !current.CompareAndSwap(nil, e) {
+		e = current.Load()
+	}
+	return (*C.rffi_shared_t)(e.bufs.sharedPtr())
+}
+
+func parseConfig(m map[string]any) (Config, error) {
+	var c Config
+	ints := map[string]*int{
+		"max_in_flight":    &c.MaxInFlight,
+		"max_payload":      &c.MaxPayload,
+		"max_pending_logs": &c.MaxPendingLogs,
+	}
+	for k, v := range m {
+		if p, ok := ints[k]; ok {
+			n, ok := v.(int64)
+			if !ok || n <= 0 || n > 1<<40 {
+				return c, fmt.Errorf("configuration: %s must be a positive integer, got %v", k, v)
+			}
+			*p = int(n)
+			continue
+		}
+		switch k {
+		case "socket_dir":
+			s, ok := v.(string)
+			if !ok {
+				return c, fmt.Errorf("configuration: socket_dir must be a string, got %T", v)
+			}
+			c.SocketDir = s
+		case "path":
+			// used by the Lua loader only
+		default:
+			return c, fmt.Errorf("configuration: unknown option %q", k)
+		}
+	}
+	if c.MaxInFlight > MaxInFlight {
+		return c, fmt.Errorf("configuration: max_in_flight must be at most %d", MaxInFlight)
+	}
+	return c, nil
+}
+
+//export rffi_listen
+func rffi_listen(pathBuf *C.char, pathLen C.size_t, errBuf *C.char, errLen C.size_t) C.int {
+	e := current.Load()
+	if e == nil {
+		writeErr(errBuf, errLen, errNotStarted.Error())
+		return -1
+	}
+	path, err := e.Listen()
+	if err != nil {
+		writeErr(errBuf, errLen, err.Error())
+		return -1
+	}
+	if int(pathLen) <= len(path) {
+		writeErr(errBuf, errLen, "doorbell path too long: "+path)
+		return -1
+	}
+	writeErr(pathBuf, pathLen, path)
+	return 0
+}
+
+//export rffi_open
+func rffi_open(name *C.char, nameLen C.size_t, opts *C.char, optsLen C.size_t, errBuf *C.char, errLen C.size_t) C.int64_t {
+	e := current.Load()
+	if e == nil {
+		writeErr(errBuf, errLen, errNotStarted.Error())
+		return -1
+	}
+	h, err := e.Open(string(bytesOf(name, nameLen)), bytesOf(opts, optsLen))
+	if err != nil {
+		writeErr(errBuf, errLen, err.Error())
+		return -1
+	}
+	return C.int64_t(h)
+}
+
+//export rffi_submit
+func rffi_submit(obj C.uint64_t, op *C.char, opLen C.size_t, args *C.char, argsLen C.size_t, timeoutMs C.int32_t, flags C.int32_t) C.int64_t {
+	e := current.Load()
+	if e == nil {
+		return SubmitNotStarted
+	}
+	if int(argsLen) > e.cfg.MaxPayload {
+		// Checked before the frame is touched: nothing is allocated for it.
+		return SubmitTooLarge
+	}
+	return C.int64_t(e.Submit(Handle(obj), bytesOf(op, opLen), bytesOf(args, argsLen),
+		time.Duration(timeoutMs)*time.Millisecond, int(flags)))
+}
+
+//export rffi_cancel
+func rffi_cancel(ticket C.uint64_t) C.int {
+	if e := current.Load(); e != nil && e.Cancel(uint64(ticket)) {
+		return 1
+	}
+	return 0
+}
+
+//export rffi_close
+func rffi_close(h C.uint64_t) C.int {
+	if e := current.Load(); e != nil && e.CloseHandle(Handle(h)) {
+		return 1
+	}
+	return 0
+}
+
+// drainScratch is only touched by the worker thread (one caller at a time).
+var drainScratch []completion
+
+//export rffi_drain
+func rffi_drain(out *C.rffi_completion_t, max C.int, arm C.int) C.int {
+	e := current.Load()
+	if e == nil || max <= 0 {
+		return 0
+	}
+	if cap(drainScratch) < int(max) {
+		drainScratch = make([]completion, max)
+	}
+	scratch := drainScratch[:max]
+	n := e.drain(scratch, arm != 0)
+	dst := unsafe.Slice(out, int(max))
+	for i := 0; i < n; i++ {
+		c := &scratch[i]
+		dst[i] = C.rffi_completion_t{
+			ticket: C.uint64_t(c.ticket), status: C.int32_t(c.status), level: C.int32_t(c.level),
+			data: (*C.char)(c.data), len: C.size_t(c.size),
+		}
+		*c = completion{}
+	}
+	return C.int(n)
+}
+
+//export rffi_stats
+func rffi_stats(out **C.char, outLen *C.size_t) C.int {
+	e := current.Load()
+	if e == nil {
+		return -1
+	}
+	b, err := Encode(e.Stats())
+	if err != nil {
+		return -1
+	}
+	p, n := e.bufs.alloc(b)
+	*out, *outLen = (*C.char)(p), C.size_t(n)
+	return 0
+}
+
+//export rffi_in_flight
+func rffi_in_flight() C.int64_t {
+	if e := current.Load(); e != nil {
+		return C.int64_t(e.tasks.inFlight())
+	}
+	return 0
+}
+
+//export rffi_shutdown
+func rffi_shutdown(timeoutMs C.int32_t, errBuf *C.char, errLen C.size_t) C.int {
+	e := current.Load()
+	if e == nil {
+		return 0
+	}
+	if err := e.Shutdown(time.Duration(timeoutMs) * time.Millisecond); err != nil {
+		writeErr(errBuf, errLen, err.Error())
+		return -1
+	}
+	return 0
+}
+
+// rffi_wake rings the doorbell unconditionally, so a dispatcher asleep on
+// its socket wakes up (the worker is exiting and it must notice).
+//
+//export rffi_wake
+func rffi_wake() {
+	if e := current.Load(); e != nil {
+		e.bell.ring()
+	}
+}

@@ -1,0 +1,44 @@
+package core
+
+import "sync/atomic"
+
+// RuntimeStats are the counters kept for each runtime name.
+type RuntimeStats struct {
+	Submitted atomic.Uint64
+	Completed atomic.Uint64
+	Failed    atomic.Uint64 // includes canceled calls
+	Canceled  atomic.Uint64
+	InFlight  atomic.Int64
+	BytesIn   atomic.Uint64
+	BytesOut  atomic.Uint64
+}
+
+// Stats is what rffi.stats() returns, as a map ready for the codec.
+func (e *Engine) Stats() map[string]any {
+	rts := map[string]any{}
+	e.statsMu.Lock()
+	for name, s := range e.runtimes {
+		rts[name] = map[string]any{
+			"submitted": s.Submitted.Load(),
+			"completed": s.Completed.Load(),
+			"failed":    s.Failed.Load(),
+			"canceled":  s.Canceled.Load(),
+			"in_flight": s.InFlight.Load(),
+			"bytes_in":  s.BytesIn.Load(),
+			"bytes_out": s.BytesOut.Load(),
+		}
+	}
+	e.statsMu.Unlock()
+	return map[string]any{
+		"runtimes":          rts,
+		"in_flight":         e.tasks.inFlight(),
+		"max_in_flight":     len(e.tasks.slots),
+		"queue_depth":       e.queue.depth(),
+		"buffers_allocated": e.bufs.allocated.Load(),
+		"buffers_freed":     e.bufs.freed(),
+		"handles":           e.handles.len(),
+		"goroutines":        NumGoroutine(),
+		"logs_dropped":      e.logsDropped.Load(),
+		"closing":           e.closing.Load(),
+	}
+}

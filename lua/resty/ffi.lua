@@ -1,0 +1,631 @@
+-- resty.ffi: call Go code running on goroutines inside this nginx worker.
+--
+-- The call path (docs/ARCHITECTURE.md tells it with file names):
+--   obj:call(op, ...) encodes the arguments (resty.ffi.codec), submits them
+--   with rffi_submit (Go copies them and starts a goroutine; never blocks),
+--   then waits on an ngx.semaphore. The dispatcher, one light thread per
+--   worker started from a timer, sleeps on the doorbell socket; when Go
+--   rings it, it drains every completion with one rffi_drain call, decodes
+--   each result, frees its C buffer and posts the waiter's semaphore.
+
+local ffi = require "ffi"
+local codec = require "resty.ffi.codec"
+local semaphore = require "ngx.semaphore"
+
+local C = ffi.C
+local ffi_new = ffi.new
+local ffi_string = ffi.string
+local ffi_gc = ffi.gc
+local tonumber = tonumber
+local type = type
+local select = select
+local error = error
+local pairs = pairs
+local next = next
+local setmetatable = setmetatable
+local getmetatable = getmetatable
+local tostring = tostring
+local pcall = pcall
+local rawget = rawget
+local encode_args = codec.encode_args
+local encode = codec.encode
+local decode = codec.decode
+local ngx = ngx
+local ngx_log = ngx.log
+local ngx_ERR = ngx.ERR
+local ngx_WARN = ngx.WARN
+local ngx_now = ngx.now
+local ngx_sleep = ngx.sleep
+local get_phase = ngx.get_phase
+local worker_exiting = ngx.worker.exiting
+local timer_at = ngx.timer.at
+local sema_new = semaphore.new
+
+ffi.cdef [[
+typedef struct {
+    uint64_t buffers_freed;
+} rffi_shared_t;
+
+typedef struct {
+    uint64_t ticket;
+    int32_t  status;
+    int32_t  level;
+    char    *data;
+    size_t   len;
+} rffi_completion_t;
+
+rffi_shared_t *rffi_init(const char *cfg, size_t cfg_len, char *err, size_t err_len);
+int     rffi_listen(char *path, size_t path_len, char *err, size_t err_len);
+int64_t rffi_open(const char *name, size_t name_len, const char *opts, size_t opts_len,
+                  char *err, size_t err_len);
+int64_t rffi_submit(uint64_t object, const char *op, size_t op_len,
+                    const char *args, size_t args_len, int32_t timeout_ms, int32_t flags);
+int     rffi_cancel(uint64_t ticket);
+int     rffi_close(uint64_t handle);
+int     rffi_drain(rffi_completion_t *out, int max, int arm);
+int     rffi_stats(char **out, size_t *out_len);
+int64_t rffi_in_flight(void);
+void    rffi_wake(void);
+int     rffi_shutdown(int32_t timeout_ms, char *err, size_t err_len);
+void    free(void *p);
+]]
+
+local _M = { _VERSION = "0.1.0" }
+
+local STATUS_OK, STATUS_ERROR, STATUS_LOG = 0, 1, 2
+local FLAG_NO_REPLY = 1
+local BATCH = 256
+local submit_errors = {
+    [-1] = "busy",
+    [-2] = "closing",
+    [-3] = "closed",
+    [-4] = "payload too large",
+    [-5] = "not loaded",
+}
+
+-- Phases where a light thread cannot yield, so a call cannot wait.
+local no_wait_phases = {
+    init = true, init_worker = true, set = true, header_filter = true,
+    body_filter = true, log = true, balancer = true, exit_worker = true,
+    ssl_session_store = true,
+}
+
+local config = {
+    path = nil,              -- explicit path of resty_ffi_go.so
+    call_timeout = 60000,    -- ms, for calls that give none
+    shutdown_timeout = 5000, -- ms, for flushing runtimes at worker exit
+    max_in_flight = nil,     -- Go's default (65536)
+    max_payload = nil,       -- Go's default (64 MiB)
+    socket_dir = nil,        -- Go's default (os.TempDir())
+}
+local go_config_keys = { max_in_flight = true, max_payload = true, socket_dir = true }
+
+local lib            -- the loaded library (ffi.load), once per worker
+local shared         -- rffi_shared_t *, written by the dispatcher
+local load_err       -- why loading failed, so we fail fast afterwards
+local closed = false -- set once the runtime has shut down
+local err_buf = ffi_new("char[?]", 512)
+local completions = ffi_new("rffi_completion_t[?]", BATCH)
+local stats_out = ffi_new("char *[1]")
+local stats_len = ffi_new("size_t[1]")
+
+-- waiting[ticket] = waiter record of a coroutine blocked in call()
+local waiting = {}
+local waiting_count = 0
+local spare_waiters = {}
+local last_submit = 0
+
+local function go_error(prefix)
+    return prefix .. ffi_string(err_buf)
+end
+
+---------------------------------------------------------------- loading
+
+-- configure(opts): set options before the library is loaded.
+function _M.configure(opts)
+    if type(opts) ~= "table" then
+        error("resty.ffi.configure: argument #1 must be a table", 2)
+    end
+    for k, v in pairs(opts) do
+        if config[k] == nil and not go_config_keys[k] and k ~= "path" then
+            error("resty.ffi.configure: unknown option '" .. tostring(k) .. "'", 2)
+        end
+        if lib and k ~= "call_timeout" and k ~= "shutdown_timeout" then
+            error("resty.ffi.configure: '" .. k .. "' must be set before the library is loaded", 2)
+        end
+        config[k] = v
+    end
+    return true
+end
+
+local function find_library()
+    if config.path then
+        return config.path
+    end
+    local path = package.searchpath("resty_ffi_go", package.cpath)
+    if not path then
+        return nil, "resty.ffi: resty_ffi_go.so not found in package.cpath ("
+                    .. package.cpath .. "); build it with `make build` and add its"
+                    .. " directory to lua_package_cpath, or set"
+                    .. " require('resty.ffi').configure{ path = '/path/to/resty_ffi_go.so' }"
+    end
+    return path
+end
+
+local start_dispatcher
+
+-- load() loads the Go library in this worker and starts the dispatcher. It
+-- runs on first use; calling it from init_worker_by_lua does it early.
+function _M.load()
+    if lib then
+        return true
+    end
+    if load_err then
+        return nil, load_err
+    end
+    local phase = get_phase()
+    if phase == "init" then
+        -- not remembered: the same code may load fine in the worker later
+        return nil, "resty.ffi: cannot load the Go runtime in init_by_lua: it runs in"
+                    .. " the nginx master, and Go's threads do not survive fork();"
+                    .. " load it in init_worker_by_lua or on first use"
+    end
+    local path, err = find_library()
+    if not path then
+        return nil, err
+    end
+    local ok, loaded = pcall(ffi.load, path)
+    if not ok then
+        load_err = "resty.ffi: cannot load " .. path .. ": " .. tostring(loaded)
+        return nil, load_err
+    end
+    local go_cfg = {}
+    for k in pairs(go_config_keys) do
+        go_cfg[k] = config[k]
+    end
+    local p, n = encode(setmetatable(go_cfg, codec.map_mt))
+    local sh = loaded.rffi_init(p, n, err_buf, 512)
+    if sh == nil then
+        load_err = go_error("resty.ffi: ")
+        return nil, load_err
+    end
+    lib, shared = loaded, sh
+    ok, err = start_dispatcher()
+    if not ok then
+        return nil, err
+    end
+    return true
+end
+
+---------------------------------------------------------------- objects
+
+-- An object is a Go value Lua can call: a runtime from open(), or a handle
+-- returned by a call (stream, transaction, ...).
+local object_mt = {}
+object_mt.__index = object_mt
+
+local function close_handle(anchor)
+    if lib and not closed then
+        lib.rffi_close(anchor[0])
+    end
+end
+
+local function new_object(id, kind, owned)
+    local obj = setmetatable({ id = id, kind = kind }, object_mt)
+    if owned then
+        -- a dropped handle is closed by the GC
+        obj.anchor = ffi_gc(ffi_new("uint64_t[1]", id), close_handle)
+    end
+    return obj
+end
+
+codec.wrap_handle = function(id)
+    return new_object(id, "handle", true)
+end
+
+codec.handle_id = function(v)
+    if getmetatable(v) == object_mt then
+        return v.id
+    end
+    return nil
+end
+
+local runtimes = {} -- "<name>\0<encoded options>" -> object
+
+-- open(name, opts): the runtime registered in Go under name, created from
+-- opts once per worker and shared by every request that asks for the same.
+function _M.open(name, opts)
+    if type(name) ~= "string" then
+        error("resty.ffi.open: argument #1 (name) must be a string, got " .. type(name), 2)
+    end
+    if opts ~= nil and type(opts) ~= "table" then
+        error("resty.ffi.open: argument #2 (opts) must be a table or nil, got " .. type(opts), 2)
+    end
+    local ok, err = _M.load()
+    if not ok then
+        return nil, err
+    end
+    local p, n = encode(opts or setmetatable({}, codec.map_mt))
+    local key = name .. "\0" .. ffi_string(p, n)
+    local obj = runtimes[key]
+    if obj then
+        return obj
+    end
+    local id = lib.rffi_open(name, #name, p, n, err_buf, 512)
+    if id < 0 then
+        return nil, go_error("")
+    end
+    obj = new_object(tonumber(id), name, false)
+    runtimes[key] = obj
+    return obj
+end
+
+local function check_object(obj, fname)
+    if getmetatable(obj) ~= object_mt then
+        error("resty.ffi." .. fname .. ": argument #1 must be an object from"
+              .. " resty.ffi.open() or a call, got " .. type(obj), 3)
+    end
+end
+
+local function submit(obj, op, timeout, flags, first, nargs, ...)
+    if type(op) ~= "string" then
+        error("resty.ffi: the operation name must be a string, got " .. type(op), 3)
+    end
+    if not lib then
+        local ok, err = _M.load()
+        if not ok then
+            return nil, err
+        end
+    end
+    if obj.closed then
+        return nil, "closed"
+    end
+    local p, n = encode_args(first, nargs, ...)
+    local ticket = lib.rffi_submit(obj.id, op, #op, p, n, timeout, flags)
+    if ticket < 0 then
+        return nil, submit_errors[tonumber(ticket)] or "submit failed"
+    end
+    last_submit = ngx_now()
+    return tonumber(ticket)
+end
+
+local function get_waiter()
+    local w = spare_waiters[#spare_waiters]
+    if w then
+        spare_waiters[#spare_waiters] = nil
+        return w
+    end
+    return { sema = sema_new(0) }
+end
+
+-- wait for ticket; returns value or nil, err, detail
+local function wait(ticket, timeout)
+    local w = get_waiter()
+    w.done = false
+    waiting[ticket] = w
+    waiting_count = waiting_count + 1
+    local ok, err = w.sema:wait(timeout / 1000)
+    if not ok then
+        if waiting[ticket] == w then
+            waiting[ticket] = nil
+            waiting_count = waiting_count - 1
+        end
+        if not w.done then
+            -- Go cancels the context; the late result is freed on arrival.
+            lib.rffi_cancel(ticket)
+            if err == "timeout" then
+                return nil, "timeout"
+            end
+            return nil, err
+        end
+        -- the result landed between the timeout and now: take it
+        w.sema:wait(0)
+    end
+    local status, value, detail = w.status, w.value, w.detail
+    w.value, w.detail = nil, nil
+    spare_waiters[#spare_waiters + 1] = w
+    if status == STATUS_OK then
+        return value
+    end
+    return nil, value, detail
+end
+
+local function check_phase()
+    local phase = get_phase()
+    if no_wait_phases[phase] then
+        return nil, "resty.ffi: cannot wait for a result in the " .. phase
+                    .. " phase (nginx-lua cannot yield there); use :submit() to send"
+                    .. " without waiting, or ngx.timer.at() to wait in a timer"
+    end
+    return true
+end
+
+local function check_timeout(timeout)
+    if timeout == nil then
+        return config.call_timeout
+    end
+    if type(timeout) ~= "number" or timeout < 0 or timeout ~= timeout then
+        error("resty.ffi: the timeout must be a non-negative number of milliseconds, got "
+              .. tostring(timeout), 3)
+    end
+    if timeout > 2147483647 then
+        timeout = 2147483647
+    end
+    return timeout
+end
+
+-- obj:call(op, ...) -> result, or nil, err [, detail]. Waits up to the
+-- default call timeout.
+function object_mt.call(obj, op, ...)
+    check_object(obj, "call")
+    local ok, err = check_phase()
+    if not ok then
+        return nil, err
+    end
+    local timeout = config.call_timeout
+    local ticket
+    ticket, err = submit(obj, op, timeout, 0, 1, select("#", ...), ...)
+    if not ticket then
+        return nil, err
+    end
+    return wait(ticket, timeout)
+end
+
+-- obj:call_timeout(timeout_ms, op, ...): call with its own timeout.
+function object_mt.call_timeout(obj, timeout, op, ...)
+    check_object(obj, "call_timeout")
+    timeout = check_timeout(timeout)
+    local ok, err = check_phase()
+    if not ok then
+        return nil, err
+    end
+    local ticket
+    ticket, err = submit(obj, op, timeout, 0, 1, select("#", ...), ...)
+    if not ticket then
+        return nil, err
+    end
+    return wait(ticket, timeout)
+end
+
+-- obj:submit(op, ...) -> true, or nil, err. Fire-and-forget: works in every
+-- phase; the result is dropped, failures are logged by Go.
+function object_mt.submit(obj, op, ...)
+    check_object(obj, "submit")
+    local ticket, err = submit(obj, op, config.call_timeout, FLAG_NO_REPLY, 1, select("#", ...), ...)
+    if not ticket then
+        return nil, err
+    end
+    return true
+end
+
+-- handle:recv(timeout_ms) -> next item, or nil, "eof" at the end, or
+-- nil, "timeout" / nil, err.
+function object_mt.recv(obj, timeout)
+    check_object(obj, "recv")
+    return object_mt.call_timeout(obj, timeout, "recv")
+end
+
+-- obj:close(): release the Go object now (it is also closed on GC and on
+-- worker exit). Returns true.
+function object_mt.close(obj)
+    check_object(obj, "close")
+    if obj.closed then
+        return true
+    end
+    obj.closed = true
+    if obj.anchor then
+        ffi_gc(obj.anchor, nil)
+        obj.anchor = nil
+    end
+    if lib and not closed then
+        lib.rffi_close(obj.id)
+    end
+    return true
+end
+
+-- Module-level spellings of the same calls, for code that prefers them.
+function _M.call(obj, op, ...) return object_mt.call(obj, op, ...) end
+function _M.call_timeout(obj, t, op, ...) return object_mt.call_timeout(obj, t, op, ...) end
+function _M.submit(obj, op, ...) return object_mt.submit(obj, op, ...) end
+function _M.close(obj) return object_mt.close(obj) end
+_M.is_object = function(v) return getmetatable(v) == object_mt end
+_M.null = ngx.null
+_M.array_mt = codec.array_mt
+_M.map_mt = codec.map_mt
+_M.empty_array = codec.empty_array
+
+---------------------------------------------------------------- dispatcher
+
+local log_prefix = "resty.ffi(go): "
+
+-- drain_all moves every completion to its waiter; returns how many.
+local function drain_all()
+    local total = 0
+    while true do
+        local n = lib.rffi_drain(completions, BATCH, 1)
+        for i = 0, n - 1 do
+            local c = completions[i]
+            local status = c.status
+            if status == STATUS_LOG then
+                ngx_log(c.level, log_prefix, ffi_string(c.data, c.len))
+            else
+                local ticket = tonumber(c.ticket)
+                local w = waiting[ticket]
+                if w then
+                    waiting[ticket] = nil
+                    waiting_count = waiting_count - 1
+                    local v, err = decode(c.data, c.len)
+                    if err then
+                        w.status, w.value = STATUS_ERROR, err
+                    elseif status == STATUS_OK then
+                        w.status, w.value = STATUS_OK, v
+                    else
+                        -- errors travel as [message, detail]
+                        w.status = STATUS_ERROR
+                        if type(v) == "table" then
+                            w.value, w.detail = v[1], v[2]
+                            if w.detail == ngx.null then w.detail = nil end
+                        else
+                            w.value = tostring(v)
+                        end
+                    end
+                    w.done = true
+                    w.sema:post(1)
+                end
+            end
+            C.free(c.data)
+        end
+        if n > 0 then
+            shared.buffers_freed = shared.buffers_freed + n
+        end
+        total = total + n
+        if n < BATCH then
+            return total
+        end
+    end
+end
+
+-- After the worker starts exiting: let accepted work finish (bounded),
+-- then close every runtime so producers flush and pools close.
+local function shutdown_runtime()
+    if closed then
+        return
+    end
+    local deadline = ngx_now() + config.shutdown_timeout / 1000
+    while ngx_now() < deadline do
+        drain_all()
+        if waiting_count == 0 and tonumber(lib.rffi_in_flight()) == 0
+           and ngx_now() - last_submit > 0.1
+        then
+            break
+        end
+        ngx_sleep(0.005)
+    end
+    _M.shutdown()
+end
+
+local dispatcher_running = false
+local exit_watch_started = false
+local DAY_MS = 86400000
+
+local function exit_watch(premature)
+    -- Pending timers run early (premature) when the worker exits: wake the
+    -- dispatcher so it notices, instead of sleeping on its socket.
+    if premature and lib then
+        lib.rffi_wake()
+    end
+end
+
+local function dispatcher(premature)
+    if premature or closed then
+        shutdown_runtime()
+        dispatcher_running = false
+        return
+    end
+    local path_buf = ffi_new("char[?]", 256)
+    if lib.rffi_listen(path_buf, 256, err_buf, 512) ~= 0 then
+        ngx_log(ngx_ERR, go_error("resty.ffi: dispatcher: "))
+        dispatcher_running = false
+        return
+    end
+    local sock = ngx.socket.tcp()
+    local ok, err = sock:connect("unix:" .. ffi_string(path_buf))
+    if not ok then
+        ngx_log(ngx_ERR, "resty.ffi: dispatcher: connecting to the doorbell ",
+                ffi_string(path_buf), ": ", err)
+        dispatcher_running = false
+        return
+    end
+    sock:settimeout(DAY_MS)
+    while true do
+        drain_all()
+        if worker_exiting() or closed then
+            break
+        end
+        local data
+        data, err = sock:receiveany(4096)
+        if not data and err ~= "timeout" then
+            ngx_log(ngx_WARN, "resty.ffi: dispatcher: doorbell ", err, ", reconnecting")
+            sock:close()
+            dispatcher_running = false
+            if not worker_exiting() then
+                start_dispatcher()
+            end
+            return
+        end
+    end
+    shutdown_runtime()
+    sock:close()
+    dispatcher_running = false
+end
+
+start_dispatcher = function()
+    if dispatcher_running then
+        return true
+    end
+    local ok, err = timer_at(0, dispatcher)
+    if not ok then
+        return nil, "resty.ffi: cannot start the dispatcher: " .. tostring(err)
+    end
+    dispatcher_running = true
+    if not exit_watch_started then
+        ok, err = timer_at(DAY_MS / 1000 * 365, exit_watch)
+        if ok then
+            exit_watch_started = true
+        else
+            ngx_log(ngx_WARN, "resty.ffi: cannot start the exit watch timer: ", err)
+        end
+    end
+    return true
+end
+
+---------------------------------------------------------------- the rest
+
+-- stats() -> table of counters (see README), or nil, err.
+function _M.stats()
+    if not lib then
+        return nil, "not loaded"
+    end
+    if lib.rffi_stats(stats_out, stats_len) ~= 0 then
+        return nil, "stats unavailable"
+    end
+    local v, err = decode(stats_out[0], stats_len[0])
+    C.free(stats_out[0])
+    shared.buffers_freed = shared.buffers_freed + 1
+    if not v then
+        return nil, err
+    end
+    -- both buffer counters were read before this reply's own buffer
+    v.waiting = waiting_count
+    return v
+end
+
+-- shutdown(timeout_ms): stop taking calls and close every runtime, waiting
+-- up to timeout for producers to flush. Runs at worker exit by itself; call
+-- it from exit_worker_by_lua to be explicit. Returns true or nil, err.
+function _M.shutdown(timeout)
+    if not lib or closed then
+        return true
+    end
+    closed = true
+    local rc = lib.rffi_shutdown(timeout or config.shutdown_timeout, err_buf, 512)
+    drain_all()
+    for t, w in pairs(waiting) do
+        waiting[t] = nil
+        w.status, w.value, w.done = STATUS_ERROR, "closing", true
+        w.sema:post(1)
+    end
+    waiting_count = 0
+    if rc ~= 0 then
+        local err = go_error("resty.ffi: shutdown: ")
+        ngx_log(ngx_WARN, err)
+        return nil, err
+    end
+    return true
+end
+
+function _M.loaded()
+    return lib ~= nil
+end
+
+return _M

@@ -1,0 +1,528 @@
+-- MessagePack for the Lua side of resty.ffi, on LuaJIT's FFI.
+--
+-- Mapping (the Go side, core/codec.go, mirrors it):
+--   nil            <-> msgpack nil (inside tables it decodes as ngx.null)
+--   ngx.null       <-> ext 0, length 0 (Go core.Null)
+--   boolean        <-> bool
+--   number         <-> int (when integral and |n| <= 2^53) or float64
+--   int64_t cdata  <-> int64; uint64_t cdata <-> uint64; integers beyond
+--                      2^53 decode as int64_t / uint64_t cdata, exactly
+--   string         <-> str (any bytes); msgpack bin decodes as a string too
+--   table          <-> array when it is a sequence 1..n, map otherwise; an
+--                      empty table is a map unless it has codec.array_mt
+--   handle object  <-> ext 1 (8-byte id)
+-- Decoded arrays and maps carry array_mt / map_mt so they re-encode the
+-- same way, empty ones included.
+
+local ffi = require "ffi"
+local bit = require "bit"
+
+local ffi_new = ffi.new
+local ffi_string = ffi.string
+local ffi_copy = ffi.copy
+local ffi_istype = ffi.istype
+local band = bit.band
+local rshift = bit.rshift
+local floor = math.floor
+local type = type
+local pairs = pairs
+local next = next
+local error = error
+local pcall = pcall
+local getmetatable = getmetatable
+local setmetatable = setmetatable
+local tonumber = tonumber
+local str_byte = string.byte
+local ngx_null = ngx and ngx.null
+
+local ok, new_tab = pcall(require, "table.new")
+if not ok then
+    new_tab = function() return {} end
+end
+
+local _M = { _VERSION = "0.1.0" }
+
+local array_mt = { __name = "resty.ffi array" }
+local map_mt = { __name = "resty.ffi map" }
+_M.array_mt = array_mt
+_M.map_mt = map_mt
+_M.empty_array = setmetatable({}, array_mt)
+
+-- Set by resty.ffi: wraps a handle id into an object, and returns the id of
+-- such an object (or nil when v is not one).
+_M.wrap_handle = function(id) return id end
+_M.handle_id = function() return nil end
+
+local int64_t = ffi.typeof("int64_t")
+local uint64_t = ffi.typeof("uint64_t")
+local scratch = ffi_new("union { double d; float f; int64_t i; uint64_t u; uint8_t b[8]; }")
+
+local DEFAULT_SIZE = 4096
+local SHRINK_ABOVE = 1024 * 1024
+
+---------------------------------------------------------------- encoder
+-- One growable buffer per worker. A frame stays valid until the next
+-- encode; Go copies it at submit, so the buffer is free again right after.
+local buf_size = DEFAULT_SIZE
+local buf = ffi_new("uint8_t[?]", buf_size)
+local pos = 0
+local arg_index -- which argument is being encoded, for error messages
+
+local function grow(need)
+    local size = buf_size * 2
+    while size < pos + need do
+        size = size * 2
+    end
+    local nbuf = ffi_new("uint8_t[?]", size)
+    ffi_copy(nbuf, buf, pos)
+    buf, buf_size = nbuf, size
+end
+
+local function fail(what)
+    if arg_index then
+        error("resty.ffi: argument #" .. arg_index .. ": " .. what, 0)
+    end
+    error("resty.ffi: " .. what, 0)
+end
+
+-- write the low n bytes (n = 1, 2, 4) of a non-negative integer, big-endian
+local function put_uint(tag, v, n)
+    if pos + n + 1 > buf_size then grow(n + 1) end
+    buf[pos] = tag
+    if n == 1 then
+        buf[pos + 1] = v
+    elseif n == 2 then
+        buf[pos + 1] = rshift(v, 8)
+        buf[pos + 2] = band(v, 0xff)
+    else
+        -- v may exceed 2^31: split without bit ops on the high half
+        local hi = floor(v / 65536)
+        buf[pos + 1] = rshift(hi, 8)
+        buf[pos + 2] = band(hi, 0xff)
+        local lo = v - hi * 65536
+        buf[pos + 3] = rshift(lo, 8)
+        buf[pos + 4] = band(lo, 0xff)
+    end
+    pos = pos + n + 1
+end
+
+local function put_scratch64(tag)
+    if pos + 9 > buf_size then grow(9) end
+    buf[pos] = tag
+    local b = scratch.b
+    for i = 0, 7 do
+        buf[pos + 1 + i] = b[7 - i]
+    end
+    pos = pos + 9
+end
+
+local function put_number(n)
+    if n == floor(n) and n >= -9007199254740992 and n <= 9007199254740992 then
+        if n >= 0 then
+            if n < 128 then
+                if pos + 1 > buf_size then grow(1) end
+                buf[pos] = n
+                pos = pos + 1
+            elseif n < 256 then
+                put_uint(0xcc, n, 1)
+            elseif n < 65536 then
+                put_uint(0xcd, n, 2)
+            elseif n < 4294967296 then
+                put_uint(0xce, n, 4)
+            else
+                scratch.i = n
+                put_scratch64(0xcf)
+            end
+        elseif n >= -32 then
+            if pos + 1 > buf_size then grow(1) end
+            buf[pos] = n + 256
+            pos = pos + 1
+        elseif n >= -2147483648 then
+            put_uint(0xd2, n + 4294967296, 4)
+        else
+            scratch.i = n
+            put_scratch64(0xd3)
+        end
+        return
+    end
+    scratch.d = n
+    put_scratch64(0xcb)
+end
+
+local function put_head(n, fix, fixmax, t8, t16, t32)
+    if n <= fixmax then
+        if pos + 1 > buf_size then grow(1) end
+        buf[pos] = fix + n
+        pos = pos + 1
+    elseif t8 and n < 256 then
+        put_uint(t8, n, 1)
+    elseif n < 65536 then
+        put_uint(t16, n, 2)
+    else
+        put_uint(t32, n, 4)
+    end
+end
+
+local function put_string(s)
+    local n = #s
+    put_head(n, 0xa0, 31, 0xd9, 0xda, 0xdb)
+    if pos + n > buf_size then grow(n) end
+    ffi_copy(buf + pos, s, n)
+    pos = pos + n
+end
+
+local put_value
+
+local function put_table(t, depth)
+    if depth > 200 then
+        fail("tables nested deeper than 200 levels (a cycle?)")
+    end
+    local mt = getmetatable(t)
+    local n = #t
+    local is_array
+    if mt == array_mt then
+        is_array = true
+    elseif mt == map_mt then
+        is_array = false
+    elseif n == 0 then
+        is_array = false
+    else
+        -- a sequence has exactly the integer keys 1..n
+        is_array = true
+        local count = 0
+        for k in pairs(t) do
+            if type(k) ~= "number" or k < 1 or k > n or k ~= floor(k) then
+                is_array = false
+                break
+            end
+            count = count + 1
+        end
+        if count ~= n then
+            is_array = false
+        end
+    end
+    if is_array then
+        put_head(n, 0x90, 15, nil, 0xdc, 0xdd)
+        for i = 1, n do
+            put_value(t[i], depth + 1)
+        end
+        return
+    end
+    local count = 0
+    for _ in pairs(t) do
+        count = count + 1
+    end
+    put_head(count, 0x80, 15, nil, 0xde, 0xdf)
+    for k, v in pairs(t) do
+        local kt = type(k)
+        if kt ~= "string" and kt ~= "number" and kt ~= "boolean" then
+            fail("cannot encode a table key of type " .. kt)
+        end
+        put_value(k, depth + 1)
+        put_value(v, depth + 1)
+    end
+end
+
+put_value = function(v, depth)
+    local t = type(v)
+    if t == "string" then
+        put_string(v)
+    elseif t == "number" then
+        if v ~= v then
+            scratch.d = v
+            put_scratch64(0xcb)
+        else
+            put_number(v)
+        end
+    elseif t == "table" then
+        local id = _M.handle_id(v)
+        if id then
+            -- fixext 8, extension type 1, the id big-endian
+            if pos + 1 > buf_size then grow(1) end
+            buf[pos] = 0xd7
+            pos = pos + 1
+            scratch.u = id
+            put_scratch64(1)
+            return
+        end
+        put_table(v, depth)
+    elseif t == "boolean" then
+        if pos + 1 > buf_size then grow(1) end
+        buf[pos] = v and 0xc3 or 0xc2
+        pos = pos + 1
+    elseif t == "nil" then
+        if pos + 1 > buf_size then grow(1) end
+        buf[pos] = 0xc0
+        pos = pos + 1
+    elseif v == ngx_null then
+        if pos + 3 > buf_size then grow(3) end
+        buf[pos], buf[pos + 1], buf[pos + 2] = 0xc7, 0, 0
+        pos = pos + 3
+    elseif t == "cdata" and ffi_istype(int64_t, v) then
+        scratch.i = v
+        put_scratch64(0xd3)
+    elseif t == "cdata" and ffi_istype(uint64_t, v) then
+        scratch.u = v
+        put_scratch64(0xcf)
+    else
+        fail("cannot encode a value of type " .. t)
+    end
+end
+
+local function reset()
+    if buf_size > SHRINK_ABOVE then
+        buf_size = DEFAULT_SIZE
+        buf = ffi_new("uint8_t[?]", buf_size)
+    end
+    pos = 0
+end
+
+-- encode(v) -> pointer, length. Raises an error for values it cannot encode.
+function _M.encode(v)
+    reset()
+    arg_index = nil
+    put_value(v, 0)
+    return buf, pos
+end
+
+-- encode_args(first, n, ...) encodes the varargs as an array, naming the
+-- argument (counting from `first`) in errors. Trailing nils count when n
+-- says so, which is how select("#", ...) is passed in.
+function _M.encode_args(first, n, ...)
+    reset()
+    put_head(n, 0x90, 15, nil, 0xdc, 0xdd)
+    for i = 1, n do
+        arg_index = first + i - 1
+        put_value((select(i, ...)), 0)
+    end
+    arg_index = nil
+    return buf, pos
+end
+
+-- encode_array(t, n): like encode_args for an array table with n entries.
+function _M.encode_array(t, n, first)
+    reset()
+    put_head(n, 0x90, 15, nil, 0xdc, 0xdd)
+    for i = 1, n do
+        arg_index = (first or 1) + i - 1
+        put_value(t[i], 0)
+    end
+    arg_index = nil
+    return buf, pos
+end
+
+-- to_string(v): the encoded bytes as a Lua string (options caches, tests).
+function _M.to_string(v)
+    local p, n = _M.encode(v)
+    return ffi_string(p, n)
+end
+
+---------------------------------------------------------------- decoder
+local src, src_len, at -- the frame being decoded: pointer, length, offset
+
+local function bad(what)
+    error("resty.ffi: corrupt frame: " .. what .. " at offset " .. at, 0)
+end
+
+local function need(n)
+    if at + n > src_len then
+        bad("truncated (" .. n .. " more bytes needed of " .. src_len .. ")")
+    end
+end
+
+local function get_uint(n)
+    need(n)
+    local p = src + at
+    at = at + n
+    if n == 1 then
+        return p[0]
+    elseif n == 2 then
+        return p[0] * 256 + p[1]
+    end
+    return ((p[0] * 256 + p[1]) * 256 + p[2]) * 256 + p[3]
+end
+
+local function get_scratch64()
+    need(8)
+    local p = src + at
+    local b = scratch.b
+    for i = 0, 7 do
+        b[7 - i] = p[i]
+    end
+    at = at + 8
+end
+
+local MAX_EXACT = 9007199254740992
+
+local get_value
+
+local function get_array(n, depth)
+    if n > src_len - at then
+        bad("array of " .. n .. " elements in a " .. src_len .. "-byte frame")
+    end
+    local t = new_tab(n, 0)
+    for i = 1, n do
+        local v = get_value(depth + 1)
+        if v == nil then v = ngx_null end
+        t[i] = v
+    end
+    return setmetatable(t, array_mt)
+end
+
+local function get_map(n, depth)
+    if n * 2 > src_len - at then
+        bad("map of " .. n .. " pairs in a " .. src_len .. "-byte frame")
+    end
+    local t = new_tab(0, n)
+    for _ = 1, n do
+        local k = get_value(depth + 1)
+        if k == nil or k ~= k then
+            bad("map key is nil or NaN")
+        end
+        local v = get_value(depth + 1)
+        if v == nil then v = ngx_null end
+        t[k] = v
+    end
+    return setmetatable(t, map_mt)
+end
+
+local function get_ext(n)
+    need(n + 1)
+    local typ = src[at]
+    at = at + 1
+    if typ == 0 and n == 0 then
+        return ngx_null
+    elseif typ == 1 and n == 8 then
+        get_scratch64()
+        return _M.wrap_handle(tonumber(scratch.u))
+    end
+    bad("unsupported extension type " .. typ)
+end
+
+get_value = function(depth)
+    if depth > 200 then
+        bad("nesting deeper than 200")
+    end
+    need(1)
+    local t = src[at]
+    at = at + 1
+    if t < 0x80 then
+        return t
+    elseif t >= 0xe0 then
+        return t - 256
+    elseif t >= 0xa0 and t <= 0xbf then
+        local n = t - 0xa0
+        need(n)
+        local s = ffi_string(src + at, n)
+        at = at + n
+        return s
+    elseif t >= 0x90 and t <= 0x9f then
+        return get_array(t - 0x90, depth)
+    elseif t >= 0x80 and t <= 0x8f then
+        return get_map(t - 0x80, depth)
+    elseif t == 0xc0 then
+        return nil
+    elseif t == 0xc2 then
+        return false
+    elseif t == 0xc3 then
+        return true
+    elseif t == 0xd9 or t == 0xda or t == 0xdb or t == 0xc4 or t == 0xc5 or t == 0xc6 then
+        local w = (t == 0xd9 or t == 0xc4) and 1 or ((t == 0xda or t == 0xc5) and 2 or 4)
+        local n = get_uint(w)
+        need(n)
+        local s = ffi_string(src + at, n)
+        at = at + n
+        return s
+    elseif t == 0xcc then
+        return get_uint(1)
+    elseif t == 0xcd then
+        return get_uint(2)
+    elseif t == 0xce then
+        return get_uint(4)
+    elseif t == 0xcf then
+        get_scratch64()
+        local u = scratch.u
+        if u <= MAX_EXACT then
+            return tonumber(u)
+        end
+        return uint64_t(u)
+    elseif t == 0xd0 then
+        local v = get_uint(1)
+        return v >= 128 and v - 256 or v
+    elseif t == 0xd1 then
+        local v = get_uint(2)
+        return v >= 32768 and v - 65536 or v
+    elseif t == 0xd2 then
+        local v = get_uint(4)
+        return v >= 2147483648 and v - 4294967296 or v
+    elseif t == 0xd3 then
+        get_scratch64()
+        local i = scratch.i
+        if i <= MAX_EXACT and i >= -MAX_EXACT then
+            return tonumber(i)
+        end
+        return int64_t(i)
+    elseif t == 0xca then
+        need(4)
+        local p, b = src + at, scratch.b
+        b[3], b[2], b[1], b[0] = p[0], p[1], p[2], p[3]
+        at = at + 4
+        return tonumber(scratch.f)
+    elseif t == 0xcb then
+        get_scratch64()
+        return tonumber(scratch.d)
+    elseif t == 0xdc then
+        return get_array(get_uint(2), depth)
+    elseif t == 0xdd then
+        return get_array(get_uint(4), depth)
+    elseif t == 0xde then
+        return get_map(get_uint(2), depth)
+    elseif t == 0xdf then
+        return get_map(get_uint(4), depth)
+    elseif t >= 0xd4 and t <= 0xd8 then
+        return get_ext(2 ^ (t - 0xd4))
+    elseif t == 0xc7 then
+        return get_ext(get_uint(1))
+    elseif t == 0xc8 then
+        return get_ext(get_uint(2))
+    elseif t == 0xc9 then
+        return get_ext(get_uint(4))
+    end
+    at = at - 1
+    bad(("unknown type byte 0x%02x"):format(t))
+end
+
+local uint8_ptr = ffi.typeof("const uint8_t *")
+local ffi_cast = ffi.cast
+
+local function decode_frame(p, n)
+    -- buffers arrive as char *, which is signed: read them as bytes
+    src, src_len, at = ffi_cast(uint8_ptr, p), tonumber(n), 0
+    local v = get_value(0)
+    if at ~= src_len then
+        bad((src_len - at) .. " trailing bytes")
+    end
+    src = nil
+    return v
+end
+
+-- decode(pointer, length) -> value, or nil, err for a malformed frame.
+-- The pointer must stay valid during the call; nothing keeps it after.
+function _M.decode(p, n)
+    local ok, v = pcall(decode_frame, p, n)
+    src = nil
+    if not ok then
+        return nil, v
+    end
+    return v
+end
+
+-- decode_string(s): decode a frame held in a Lua string.
+function _M.decode_string(s)
+    if type(s) ~= "string" then
+        error("resty.ffi: decode_string: argument #1 must be a string", 2)
+    end
+    return _M.decode(s, #s)
+end
+
+return _M

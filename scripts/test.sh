@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Everything CI runs: vet, Go tests (with the race detector), the backends,
+# and every Test::Nginx suite against them. Fails on the first error.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=$PATH:/usr/local/go/bin
+GO=${GO:-go}
+started=0
+cleanup() {
+    if [ $started -eq 1 ]; then
+        ./scripts/backends.sh stop >/dev/null 2>&1 || true
+    fi
+}
+trap cleanup EXIT
+
+echo "== go vet"
+$GO vet ./...
+echo "== backends"
+./scripts/backends.sh start
+started=1
+echo "== go test -race"
+$GO test -count=1 -race ./...
+echo "== Test::Nginx suites"
+./scripts/prove.sh "$@"
