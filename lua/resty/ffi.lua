@@ -158,6 +158,23 @@ local next_ticket = 1
 local waker_sema = sema_new(0)
 local wake_posted = false
 
+local function wake_pump_later()
+    if not wake_posted then
+        wake_posted = true
+        waker_sema:post(1)
+    end
+end
+
+-- push_control sends a cancel or close record; false when the ring is full.
+local function push_control(kind, ticket, id)
+    local rc = lib.rffi_push(shared, kind, ticket, id, nil, 0, nil, 0, 0)
+    if rc == 1 then
+        wake_pump_later()
+        return true
+    end
+    return rc == 0
+end
+
 local function go_error(prefix)
     return prefix .. ffi_string(err_buf)
 end
@@ -249,7 +266,7 @@ object_mt.__index = object_mt
 
 local function push_close(id)
     if lib and not closed then
-        if lib.rffi_push(shared, KIND_CLOSE, 0, id, nil, 0, nil, 0, 0) ~= 0 then
+        if not push_control(KIND_CLOSE, 0, id) then
             lib.rffi_close(id) -- the ring is full: take the slow path
         end
     end
@@ -336,10 +353,7 @@ local function submit(obj, op, timeout, kind, first, nargs, ...)
         if rc < 0 then
             return nil, submit_errors[tonumber(rc)] or "submit failed"
         end
-        if not wake_posted then
-            wake_posted = true
-            waker_sema:post(1)
-        end
+        wake_pump_later()
     end
     next_ticket = ticket + 1
     last_submit = ngx_now()
@@ -369,8 +383,8 @@ local function wait(ticket, timeout)
         end
         if not w.done then
             -- Go cancels the context; the late result is freed on arrival.
-            if lib.rffi_push(shared, KIND_CANCEL, ticket, 0, nil, 0, nil, 0, 0) ~= 0 then
-                lib.rffi_cancel(ticket)
+            if not push_control(KIND_CANCEL, ticket, 0) then
+                lib.rffi_cancel(ticket) -- the ring is full: take the slow path
             end
             if err == "timeout" then
                 return nil, "timeout"
@@ -385,6 +399,9 @@ local function wait(ticket, timeout)
     spare_waiters[#spare_waiters + 1] = w
     if status == STATUS_OK then
         return value
+    end
+    if detail == nil then
+        return nil, value
     end
     return nil, value, detail
 end
