@@ -285,8 +285,17 @@ local function new_object(id, kind, owned)
     return obj
 end
 
+-- One Lua owner per Go handle: a handle that comes back (an echo, a
+-- result naming an existing object) gets the wrapper already alive.
+local live_handles = setmetatable({}, { __mode = "v" })
+
 codec.wrap_handle = function(id)
-    return new_object(id, "handle", true)
+    local obj = live_handles[id]
+    if not obj then
+        obj = new_object(id, "handle", true)
+        live_handles[id] = obj
+    end
+    return obj
 end
 
 codec.handle_id = function(v)
