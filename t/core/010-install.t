@@ -5,17 +5,14 @@
 # lua-resty-core) serves an nginx whose handlers call Go.
 use strict;
 use warnings;
+use lib '.';
+use t::Standalone;
 use Test::More;
 use Cwd qw(cwd);
-use File::Path qw(make_path remove_tree);
 use File::Temp qw(tempdir);
 use HTTP::Tiny;
 
 my $root = cwd();
-my $nginx = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
-my $port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
-my $mods = $ENV{TEST_NGINX_LOAD_MODULES}
-    || '/usr/lib/nginx/modules/ndk_http_module.so /usr/lib/nginx/modules/ngx_http_lua_module.so';
 
 for my $tool (qw(luarocks make tar)) {
     if (system("command -v $tool >/dev/null 2>&1") != 0) {
@@ -40,26 +37,12 @@ sub run_ok {
 # the system's lua-resty-core) on its paths answers a call through Go.
 sub serve_ok {
     my ($name, $luadir, $clibdir) = @_;
-    my $prefix = "$tmp/nginx-$name";
-    make_path("$prefix/conf", "$prefix/logs");
-    chmod 0777, $prefix, "$prefix/logs";
-    my $load = join "", map { "load_module $_;\n" } split ' ', $mods;
-    my $user = $> == 0 ? "user nobody nogroup;" : "";
-    open my $fh, '>', "$prefix/conf/nginx.conf" or die $!;
-    print $fh <<"_EOC_";
-$load
-$user
-worker_processes 1;
-daemon on;
-pid logs/nginx.pid;
-error_log logs/error.log warn;
-events { worker_connections 64; }
-http {
+    my $n = t::Standalone->new(prefix => "$tmp/nginx-$name", log_level => 'warn', http => <<"_EOC_");
     access_log off;
     lua_package_path "$luadir/?.lua;/usr/share/lua/5.1/?.lua";
     lua_package_cpath "$clibdir/?.so";
     server {
-        listen 127.0.0.1:$port;
+        listen 127.0.0.1:\$PORT;
         location = /t {
             content_by_lua_block {
                 local rffi = require "resty.ffi"
@@ -69,23 +52,20 @@ http {
             }
         }
     }
-}
 _EOC_
-    close $fh;
-    if (system($nginx, '-p', "$prefix/", '-c', 'conf/nginx.conf') != 0) {
+    if (!$n->start) {
         fail("$name: nginx starts");
         return;
     }
     my $http = HTTP::Tiny->new(timeout => 10);
     my $res;
     for (1 .. 50) {
-        $res = $http->get("http://127.0.0.1:$port/t");
+        $res = $http->get("http://127.0.0.1:" . $n->port . "/t");
         last if $res->{success};
         select undef, undef, undef, 0.1;
     }
     is($res->{content}, "installed $clibdir/resty_ffi_go.so\n", "$name: a call through Go answers, from the installed library");
-    system("$nginx -p $prefix/ -c conf/nginx.conf -s stop 2>/dev/null");
-    select undef, undef, undef, 0.5;
+    $n->stop;
 }
 
 # 1. make install with DESTDIR and PREFIX
