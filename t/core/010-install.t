@@ -81,7 +81,7 @@ serve_ok("make-install", "$dest/opt/rffi/share/lua/5.1", "$dest/opt/rffi/lib/lua
 # 2. a source rock: pack it, install it into a fresh tree
 my $name = "lua-resty-ffi-go-0.1.0";
 run_ok("a source tarball of the working tree",
-       "git ls-files -z | tar --null -T - --transform 's,^,$name/,' -czf $tmp/$name.tar.gz");
+       "git ls-files -z --cached --others --exclude-standard | tar --null -T - --transform 's,^,$name/,' -czf $tmp/$name.tar.gz");
 open my $in, '<', "rockspec/lua-resty-ffi-go-0.1.0-1.rockspec" or die $!;
 my $spec = do { local $/; <$in> };
 close $in;
