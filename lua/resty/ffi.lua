@@ -247,9 +247,28 @@ end
 local object_mt = {}
 object_mt.__index = object_mt
 
+-- rffi_push returns 1 when the record is queued but the pump sleeps and
+-- Lua must wake it (defer_wake): treat that as success plus a wake-up, not
+-- as a full ring (which left the pump asleep and hung every later call).
+local function wake_pump()
+    if not wake_posted then
+        wake_posted = true
+        waker_sema:post(1)
+    end
+end
+
+local function push_control(kind, ticket, id)
+    local rc = lib.rffi_push(shared, kind, ticket, id, nil, 0, nil, 0, 0)
+    if rc == 1 then
+        wake_pump()
+        return true
+    end
+    return rc == 0
+end
+
 local function push_close(id)
     if lib and not closed then
-        if lib.rffi_push(shared, KIND_CLOSE, 0, id, nil, 0, nil, 0, 0) ~= 0 then
+        if not push_control(KIND_CLOSE, 0, id) then
             lib.rffi_close(id) -- the ring is full: take the slow path
         end
     end
@@ -369,7 +388,7 @@ local function wait(ticket, timeout)
         end
         if not w.done then
             -- Go cancels the context; the late result is freed on arrival.
-            if lib.rffi_push(shared, KIND_CANCEL, ticket, 0, nil, 0, nil, 0, 0) ~= 0 then
+            if not push_control(KIND_CANCEL, ticket, 0) then
                 lib.rffi_cancel(ticket)
             end
             if err == "timeout" then
