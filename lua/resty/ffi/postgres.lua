@@ -62,11 +62,15 @@ local function shape(res)
 end
 _M.shape = shape
 
-local function check_sql(sql, fname)
+local function check_sql(self, sql, fname)
+    if self.done then
+        return nil, "transaction is finished (" .. self.done .. ")"
+    end
     if type(sql) ~= "string" then
         error("resty.ffi.postgres: " .. fname .. ": argument #1 (sql) must be a string, got "
               .. type(sql), 3)
     end
+    return true
 end
 
 ---------------------------------------------------------------- db
@@ -114,7 +118,10 @@ end
 -- the calls shared by db and tx: self.rt is a runtime or a transaction handle
 
 local function query(self, sql, ...)
-    check_sql(sql, "query")
+    local ok, dne = check_sql(self, sql, "query")
+    if not ok then
+        return nil, dne
+    end
     local res, err, detail = call_timeout(self.rt, self.timeout, "query", sql, ...)
     if not res then
         return nil, err, detail
@@ -123,7 +130,10 @@ local function query(self, sql, ...)
 end
 
 local function query_one(self, sql, ...)
-    check_sql(sql, "query_one")
+    local ok, dne = check_sql(self, sql, "query_one")
+    if not ok then
+        return nil, dne
+    end
     local res, err, detail = call_timeout(self.rt, self.timeout, "query", sql, ...)
     if not res then
         return nil, err, detail
@@ -141,7 +151,10 @@ local function query_one(self, sql, ...)
 end
 
 local function query_value(self, sql, ...)
-    check_sql(sql, "query_value")
+    local ok, dne = check_sql(self, sql, "query_value")
+    if not ok then
+        return nil, dne
+    end
     local res, err, detail = call_timeout(self.rt, self.timeout, "query", sql, ...)
     if not res then
         return nil, err, detail
@@ -154,7 +167,10 @@ local function query_value(self, sql, ...)
 end
 
 local function exec(self, sql, ...)
-    check_sql(sql, "exec")
+    local ok, dne = check_sql(self, sql, "exec")
+    if not ok then
+        return nil, dne
+    end
     local res, err, detail = call_timeout(self.rt, self.timeout, "query", sql, ...)
     if not res then
         return nil, err, detail
@@ -174,7 +190,10 @@ local function execute(self, name, ...)
 end
 
 local function simple_query(self, sql)
-    check_sql(sql, "simple_query")
+    local ok, dne = check_sql(self, sql, "simple_query")
+    if not ok then
+        return nil, dne
+    end
     local res, err, detail = call_timeout(self.rt, self.timeout, "simple", sql)
     if not res then
         return nil, err, detail
@@ -235,7 +254,7 @@ function db_mt.prepare(self, name, sql)
     if type(name) ~= "string" then
         error("resty.ffi.postgres: prepare: argument #1 (name) must be a string, got " .. type(name), 2)
     end
-    check_sql(sql, "prepare")
+    check_sql(self, sql, "prepare")
     if self.prepared[name] == sql then
         return true
     end
@@ -503,7 +522,10 @@ function pgmoon_mt.query(self, sql, ...)
     if select("#", ...) > 0 then
         error("resty.ffi.postgres.pgmoon: query: use escape_literal, or the db API for $n parameters", 2)
     end
-    check_sql(sql, "query")
+    local ok, dne = check_sql(self, sql, "query")
+    if not ok then
+        return nil, dne
+    end
     local db = self.db
     if not db then
         return nil, "not connected"
