@@ -22,7 +22,7 @@ type Config struct {
 	SocketDir      string // where the doorbell's private directory goes
 	MaxPendingLogs int    // log records waiting for the dispatcher
 	PumpSpins      int    // how many times the idle pump yields before sleeping
-	GoMaxProcs     int    // GOMAXPROCS for this worker's Go runtime (0: Go's default)
+	GoMaxProcs     int    // GOMAXPROCS for this worker's Go runtime (default 1)
 }
 
 func (c *Config) setDefaults() {
@@ -34,6 +34,11 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxPendingLogs <= 0 {
 		c.MaxPendingLogs = 4096
+	}
+	if c.GoMaxProcs <= 0 {
+		// One P per worker: nginx runs a worker per core, and a single P
+		// avoids waking idle Ps on every hand-off (measured in bench/).
+		c.GoMaxProcs = 1
 	}
 	if c.PumpSpins <= 0 {
 		c.PumpSpins = 50
