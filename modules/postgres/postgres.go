@@ -6,7 +6,9 @@
 // docs/postgres.md and shaped by lua/resty/ffi/postgres.lua):
 //
 //	query sql args...          one statement, extended protocol, prepared and
-//	                           cached per connection -> result (see results.go)
+//	                           cached per connection -> result with rows keyed
+//	                           by column name (see results.go)
+//	query_array sql args...    the same with rows as arrays (query_one/value)
 //	prepare name sql           register a named statement (checked once now)
 //	execute name args...       run a named statement -> result
 //	simple sql                 simple protocol, several statements -> results
@@ -176,11 +178,11 @@ func (r *Runtime) Call(ctx context.Context, op string, args []any) (any, error) 
 }
 
 // connOps run on one connection: a pooled one, or a transaction's.
-var connOps = map[string]bool{"query": true, "execute": true, "simple": true, "batch": true, "copy_from": true}
+var connOps = map[string]bool{"query": true, "query_array": true, "execute": true, "simple": true, "batch": true, "copy_from": true}
 
 func (r *Runtime) onConn(ctx context.Context, c *pgx.Conn, op string, args []any) (any, error) {
 	switch op {
-	case "query", "simple":
+	case "query", "query_array", "simple":
 		sql, err := argString(args, 0, "sql")
 		if err != nil {
 			return nil, err
@@ -188,7 +190,7 @@ func (r *Runtime) onConn(ctx context.Context, c *pgx.Conn, op string, args []any
 		if op == "simple" {
 			return r.simple(ctx, c, sql)
 		}
-		return r.query(ctx, c, sql, args[1:])
+		return r.query(ctx, c, sql, args[1:], op == "query")
 	case "execute":
 		name, err := argString(args, 0, "name")
 		if err != nil {
@@ -200,7 +202,7 @@ func (r *Runtime) onConn(ctx context.Context, c *pgx.Conn, op string, args []any
 		if !ok {
 			return nil, fmt.Errorf("postgres: execute: no statement named %q (prepare it first)", name)
 		}
-		return r.query(ctx, c, sql, args[1:])
+		return r.query(ctx, c, sql, args[1:], true)
 	case "batch":
 		return r.batch(ctx, c, args)
 	case "copy_from":
@@ -335,19 +337,19 @@ func (r *Runtime) bind(c *pgx.Conn, sd *pgconn.StatementDescription, args []any)
 
 // query runs one statement (prepared once per connection) and encodes its
 // result. A statement invalidated by a schema change is prepared again.
-func (r *Runtime) query(ctx context.Context, c *pgx.Conn, sql string, args []any) (core.Raw, error) {
-	out, err := r.queryOnce(ctx, c, sql, args)
+func (r *Runtime) query(ctx context.Context, c *pgx.Conn, sql string, args []any, keyed bool) (core.Raw, error) {
+	out, err := r.queryOnce(ctx, c, sql, args, keyed)
 	var pe *pgconn.PgError
 	if err != nil && !r.set.describeOnly && errors.As(err, &pe) && pe.Code == "0A000" &&
 		strings.Contains(pe.Message, "cached plan") && c.PgConn().TxStatus() == 'I' {
 		_ = c.Deallocate(ctx, sql)
 		delete(stateOf(c).prepared, sql)
-		return r.queryOnce(ctx, c, sql, args)
+		return r.queryOnce(ctx, c, sql, args, keyed)
 	}
 	return out, err
 }
 
-func (r *Runtime) queryOnce(ctx context.Context, c *pgx.Conn, sql string, args []any) (core.Raw, error) {
+func (r *Runtime) queryOnce(ctx context.Context, c *pgx.Conn, sql string, args []any, keyed bool) (core.Raw, error) {
 	sd, err := r.statement(ctx, c, sql)
 	if err != nil {
 		return nil, err
@@ -365,12 +367,12 @@ func (r *Runtime) queryOnce(ctx context.Context, c *pgx.Conn, sql string, args [
 	} else {
 		rr = c.PgConn().ExecPrepared(ctx, sd.Name, eqb.ParamValues, eqb.ParamFormats, eqb.ResultFormats)
 	}
-	return r.collect(rr, sd.Fields)
+	return r.collect(rr, sd.Fields, keyed)
 }
 
 // collect encodes one result set.
-func (r *Runtime) collect(rr *pgconn.ResultReader, fields []pgconn.FieldDescription) (core.Raw, error) {
-	w := resultWriter{r: r}
+func (r *Runtime) collect(rr *pgconn.ResultReader, fields []pgconn.FieldDescription, keyed bool) (core.Raw, error) {
+	w := resultWriter{r: r, keyed: keyed}
 	if fields == nil || len(rr.FieldDescriptions()) > 0 {
 		fields = rr.FieldDescriptions()
 	}
@@ -400,7 +402,7 @@ func (r *Runtime) simple(ctx context.Context, c *pgx.Conn, sql string) (core.Raw
 	var results [][]byte
 	var firstErr error
 	for mrr.NextResult() {
-		res, err := r.collect(mrr.ResultReader(), nil)
+		res, err := r.collect(mrr.ResultReader(), nil, true)
 		if err != nil {
 			if firstErr == nil {
 				firstErr = err
@@ -472,7 +474,7 @@ func (r *Runtime) batch(ctx context.Context, c *pgx.Conn, args []any) (core.Raw,
 		if i >= len(list) {
 			continue
 		}
-		res, err := r.collect(mrr.ResultReader(), fields[i])
+		res, err := r.collect(mrr.ResultReader(), fields[i], true)
 		if err != nil && firstErr == nil {
 			firstErr = fmt.Errorf("item %d: %w", i+1, err)
 		}

@@ -115,6 +115,8 @@ type resultWriter struct {
 	formats []int16
 	countAt int // offset of the row count (array32 header)
 	n       int
+	keyed   bool     // rows as maps keyed by column name (else arrays)
+	names   [][]byte // encoded column names, for keyed rows
 }
 
 // begin writes the header fields up to the rows array.
@@ -125,8 +127,11 @@ func (w *resultWriter) begin(fields []pgconn.FieldDescription) {
 	w.oids = w.oids[:0]
 	w.formats = w.formats[:0]
 	w.e.ArrayHeader(len(fields))
+	w.names = w.names[:0]
 	for _, f := range fields {
+		at := len(w.e.Buf)
 		w.e.String(f.Name)
+		w.names = append(w.names, w.e.Buf[at:len(w.e.Buf):len(w.e.Buf)])
 		w.oids = append(w.oids, f.DataTypeOID)
 		w.formats = append(w.formats, f.Format)
 	}
@@ -139,8 +144,15 @@ func (w *resultWriter) begin(fields []pgconn.FieldDescription) {
 }
 
 func (w *resultWriter) row(raw [][]byte) error {
-	w.e.ArrayHeader(len(raw))
+	if w.keyed {
+		w.e.MapHeader(len(raw))
+	} else {
+		w.e.ArrayHeader(len(raw))
+	}
 	for i, v := range raw {
+		if w.keyed {
+			w.e.Buf = append(w.e.Buf, w.names[i]...)
+		}
 		if err := w.r.cell(&w.e, w.oids[i], w.formats[i], v); err != nil {
 			return fmt.Errorf("postgres: column %d: %w", i+1, err)
 		}

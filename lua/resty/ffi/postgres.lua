@@ -38,19 +38,11 @@ local lua_options = { timeout = true }
 
 ---------------------------------------------------------------- results
 
--- rows(res): the keyed rows of one Go result, with .columns, .affected
--- and .command. The array of arrays Go sent is reused in place.
+-- shape(res): the rows of one Go result (already keyed by column name),
+-- with .columns ({name=, type=} per column), .command and .affected.
 local function shape(res)
     local names, types, rows = res[1], res[2], res[3]
     local ncols = #names
-    for i = 1, #rows do
-        local r = rows[i]
-        local t = new_tab(0, ncols)
-        for j = 1, ncols do
-            t[names[j]] = r[j]
-        end
-        rows[i] = t
-    end
     local columns = new_tab(ncols, 0)
     for j = 1, ncols do
         columns[j] = { name = names[j], type = types[j] }
@@ -134,7 +126,7 @@ local function query_one(self, sql, ...)
     if not ok then
         return nil, dne
     end
-    local res, err, detail = call_timeout(self.rt, self.timeout, "query", sql, ...)
+    local res, err, detail = call_timeout(self.rt, self.timeout, "query_array", sql, ...)
     if not res then
         return nil, err, detail
     end
@@ -155,7 +147,7 @@ local function query_value(self, sql, ...)
     if not ok then
         return nil, dne
     end
-    local res, err, detail = call_timeout(self.rt, self.timeout, "query", sql, ...)
+    local res, err, detail = call_timeout(self.rt, self.timeout, "query_array", sql, ...)
     if not res then
         return nil, err, detail
     end
@@ -171,7 +163,7 @@ local function exec(self, sql, ...)
     if not ok then
         return nil, dne
     end
-    local res, err, detail = call_timeout(self.rt, self.timeout, "query", sql, ...)
+    local res, err, detail = call_timeout(self.rt, self.timeout, "query_array", sql, ...)
     if not res then
         return nil, err, detail
     end
@@ -493,21 +485,20 @@ end
 
 local function pgmoon_result(self, res)
     local names, rows = res[1], res[3]
-    local convert_null = self.convert_null
     if #names == 0 then
         return { affected_rows = res[5] }
     end
-    local ncols = #names
-    for i = 1, #rows do
-        local r = rows[i]
-        local t = new_tab(0, ncols)
-        for j = 1, ncols do
-            local v = r[j]
-            if v ~= ngx_null or convert_null then
-                t[names[j]] = v
+    if not self.convert_null then
+        -- pgmoon leaves NULL columns out of the row
+        for i = 1, #rows do
+            local r = rows[i]
+            for j = 1, #names do
+                local k = names[j]
+                if r[k] == ngx_null then
+                    r[k] = nil
+                end
             end
         end
-        rows[i] = t
     end
     local tag = res[4]
     if not str_find(tag, "^SELECT") then
