@@ -55,33 +55,38 @@ run_tests();
 
 __DATA__
 
-=== TEST 1: pool exhaustion (max 2 connections, 20 concurrent callers) queues, then succeeds
+=== TEST 1: pool exhaustion (max 2 connections, 20 concurrent requests) queues, then succeeds
 --- config
-    location = /t {
+    location = /q {
         content_by_lua_block {
             local db = assert(require("resty.ffi.postgres").new(pg_opts{ max_conns = 2 }))
-            local threads = {}
+            local v, err = db:query_value("SELECT $1::int FROM pg_sleep(0.02)", tonumber(ngx.var.arg_i))
+            ngx.print(v or err)
+        }
+    }
+    location = /t {
+        content_by_lua_block {
+            local reqs = {}
             for i = 1, 20 do
-                threads[i] = ngx.thread.spawn(function()
-                    return db:query_value("SELECT $1::int FROM pg_sleep(0.02)", i)
-                end)
+                reqs[i] = { "/q", { args = { i = i } } }
             end
+            local res = { ngx.location.capture_multi(reqs) }
             local sum = 0
             for i = 1, 20 do
-                local _, v, err = ngx.thread.wait(threads[i])
-                sum = sum + (v or 0)
-                if err then ngx.say(err) end
+                sum = sum + (tonumber(res[i].body) or 0)
+                if not tonumber(res[i].body) then ngx.say(res[i].body) end
             end
             ngx.say("sum ", sum)
+            local db = assert(require("resty.ffi.postgres").new(pg_opts{ max_conns = 2 }))
             local st = db:stats()
-            ngx.say("max ", st.max_conns, " total<=2 ", st.total_conns <= 2)
+            ngx.say("max ", st.max_conns, " total<=2 ", st.total_conns <= 2, " waited ", st.empty_acquire_count > 0)
         }
     }
 --- request
 GET /t
 --- response_body
 sum 210
-max 2 total<=2 true
+max 2 total<=2 true waited true
 --- no_error_log
 [error]
 
