@@ -232,11 +232,10 @@ func (e *Engine) start(s *submission) {
 		e.CloseHandle(s.object)
 		return
 	}
-	data := unsafe.Slice((*byte)(s.data), s.size)
+	data := s.data
 	noReply := s.kind == kindSubmit
 	ent := e.handles.get(s.object)
 	if ent == nil {
-		e.rings.freeSubmission(s.data)
 		e.finish(s.ticket, noReply, nil, StatusError, "closed", nil)
 		return
 	}
@@ -256,7 +255,7 @@ func (e *Engine) start(s *submission) {
 	}
 	t := &task{
 		engine: e, entry: ent, ticket: s.ticket, ctx: ctx, cancel: cancel,
-		op: e.intern(data[:s.opLen]), cargs: s.data, args: data[s.opLen:], noReply: noReply,
+		op: e.intern(data[:s.opLen]), args: data[s.opLen:], noReply: noReply,
 	}
 	ent.stats.Submitted.Add(1)
 	ent.stats.InFlight.Add(1)
@@ -272,7 +271,7 @@ func (e *Engine) finish(ticket uint64, noReply bool, enc *Encoder, status int32,
 		return
 	}
 	if enc == nil {
-		var local Encoder
+		local := Encoder{Buf: getBuffer()}
 		local.ArrayHeader(2)
 		local.String(msg)
 		if local.Encode(detail) != nil {
@@ -280,8 +279,10 @@ func (e *Engine) finish(ticket uint64, noReply bool, enc *Encoder, status int32,
 		}
 		enc = &local
 	}
-	p, n := e.rings.alloc(enc.Buf)
-	if _, ring := e.rings.pushCompletion(ticket, status, 0, p, n); ring {
+	// the ring owns the buffer from here on
+	buf := enc.Buf
+	enc.Buf = nil
+	if _, ring := e.rings.pushCompletion(ticket, status, 0, buf); ring {
 		e.bell.ring()
 	}
 }
@@ -356,6 +357,7 @@ func (e *Engine) Shutdown(timeout time.Duration) error {
 	}
 	<-e.pumpEnd
 	e.bell.close()
+	e.rings.unpinAll()
 	if ctx.Err() != nil {
 		errs = append(errs, errors.New("deadline passed while closing runtimes"))
 	}
@@ -370,12 +372,11 @@ type task struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	op      string
-	cargs   unsafe.Pointer // the C copy of op + args, freed once decoded
-	args    []byte         // points into cargs
+	args    []byte // the encoded argument frame
 	noReply bool
 }
 
-var encoderPool = sync.Pool{New: func() any { return &Encoder{Buf: make([]byte, 0, 256)} }}
+var encoderPool = sync.Pool{New: func() any { return &Encoder{} }}
 
 func (t *task) call() (res any, err error) {
 	defer func() {
@@ -385,9 +386,7 @@ func (t *task) call() (res any, err error) {
 		}
 	}()
 	args, err := DecodeArgs(t.args)
-	// Decoding copied every string out: the C buffer can go now.
-	t.engine.rings.freeSubmission(t.cargs)
-	t.cargs, t.args = nil, nil
+	t.args = nil
 	if err != nil {
 		return nil, fmt.Errorf("%s: decoding arguments: %w", t.op, err)
 	}
@@ -398,9 +397,6 @@ func (t *task) run() {
 	e, st := t.engine, t.entry.stats
 	defer e.running.Done()
 	res, err := t.call()
-	if t.cargs != nil { // a panic inside DecodeArgs
-		e.rings.freeSubmission(t.cargs)
-	}
 	if err != nil && t.ctx.Err() != nil {
 		if errors.Is(t.ctx.Err(), context.DeadlineExceeded) {
 			err = ErrTimeout
@@ -427,7 +423,7 @@ func (t *task) run() {
 		return
 	}
 	enc := encoderPool.Get().(*Encoder)
-	enc.Buf = enc.Buf[:0]
+	enc.Buf = getBuffer()
 	enc.Register = func(o Object) (Handle, error) {
 		return e.handles.add(&entry{obj: o, stats: st}), nil
 	}
@@ -448,9 +444,7 @@ func (t *task) run() {
 	st.BytesOut.Add(uint64(len(enc.Buf)))
 	e.finish(t.ticket, false, enc, status, "", nil)
 	enc.Register = nil
-	if cap(enc.Buf) <= 1<<20 {
-		encoderPool.Put(enc)
-	}
+	encoderPool.Put(enc)
 }
 
 // encodeError writes [message, detail] for the Lua side.

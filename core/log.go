@@ -40,10 +40,8 @@ func Logf(level int, format string, args ...any) { Log(level, fmt.Sprintf(format
 
 // Log queues a record for the dispatcher, which writes it with ngx.log.
 func (e *Engine) Log(level int, msg string) {
-	p, n := e.rings.alloc([]byte(msg))
-	accepted, ring := e.rings.pushCompletion(0, StatusLog, int32(level), p, n)
+	accepted, ring := e.rings.pushCompletion(0, StatusLog, int32(level), append(getBuffer(), msg...))
 	if !accepted {
-		e.rings.free(p)
 		e.logsDropped.Add(1)
 		return
 	}

@@ -73,8 +73,9 @@ typedef struct {
     int32_t  pad2;
     char     pad3[48];
     uint64_t cq_head;
-    uint64_t buffers_freed;
-    char     pad4[48];
+    uint64_t cq_taken;
+    uint64_t sq_freed;
+    char     pad4[40];
     int64_t  in_flight;
     int64_t  max_in_flight;
     int64_t  max_payload;
@@ -90,6 +91,7 @@ int64_t rffi_push(rffi_shared_t *s, int32_t kind, uint64_t ticket, uint64_t obje
                   const char *op, size_t op_len, const char *args, size_t args_len,
                   int32_t timeout_ms);
 int     rffi_pop_completions(rffi_shared_t *s, rffi_completion_t *out, int max);
+int     rffi_done_completions(rffi_shared_t *s);
 void    rffi_wake_pump(rffi_shared_t *s);
 
 rffi_shared_t *rffi_init(const char *cfg, size_t cfg_len, char *err, size_t err_len);
@@ -521,10 +523,12 @@ _M.empty_array = codec.empty_array
 
 local log_prefix = "resty.ffi(go): "
 
--- drain_all moves every completion to its waiter; returns how many.
+-- drain_all moves every completion to its waiter; returns how many. The
+-- buffers belong to Go: they are read (decoded) here, before
+-- rffi_done_completions hands them back.
 local function drain_all()
     local total = 0
-    while true do
+    repeat
         local n = lib.rffi_pop_completions(shared, completions, BATCH)
         for i = 0, n - 1 do
             local c = completions[i]
@@ -556,16 +560,10 @@ local function drain_all()
                     w.sema:post(1)
                 end
             end
-            C.free(c.data)
-        end
-        if n > 0 then
-            shared.buffers_freed = shared.buffers_freed + n
         end
         total = total + n
-        if n < BATCH then
-            return total
-        end
-    end
+    until lib.rffi_done_completions(shared) == 0
+    return total
 end
 
 -- After the worker starts exiting: let accepted work finish (bounded),
@@ -703,11 +701,9 @@ function _M.stats()
     end
     local v, err = decode(stats_out[0], stats_len[0])
     C.free(stats_out[0])
-    shared.buffers_freed = shared.buffers_freed + 1
     if not v then
         return nil, err
     end
-    -- both buffer counters were read before this reply's own buffer
     v.waiting = waiting_count
     return v
 end
