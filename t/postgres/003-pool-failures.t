@@ -96,7 +96,14 @@ max 2 total<=2 true waited true
 --- config
     location = /t {
         content_by_lua_block {
-            local db = assert(require("resty.ffi.postgres").new(pg_opts{ max_conns = 2, timeout = 300 }))
+            local pg = require "resty.ffi.postgres"
+            -- same Go options, so the same pool: open both connections first
+            local warm = assert(pg.new(pg_opts{ max_conns = 2, timeout = 10000 }))
+            local w1 = ngx.thread.spawn(function() return warm:query_value("SELECT 1 FROM pg_sleep(0.05)") end)
+            local w2 = ngx.thread.spawn(function() return warm:query_value("SELECT 1 FROM pg_sleep(0.05)") end)
+            ngx.thread.wait(w1)
+            ngx.thread.wait(w2)
+            local db = assert(pg.new(pg_opts{ max_conns = 2, timeout = 500 }))
             local threads = {}
             for i = 1, 20 do
                 threads[i] = ngx.thread.spawn(function()
