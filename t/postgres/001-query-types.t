@@ -212,7 +212,8 @@ ERROR: syntax error at or near "SELEC" (SQLSTATE 42601)
             local pg = require "resty.ffi.postgres"
             local db = assert(pg.new(PG))
             assert(db:simple_query("DROP TABLE IF EXISTS bt; CREATE TABLE bt (id int, v text)"))
-            ngx.say(table.concat({ db:exec("INSERT INTO bt VALUES (1, 'a'), (2, 'b')") }, " "))
+            local n, err, command = db:exec("INSERT INTO bt VALUES (1, 'a'), (2, 'b')")
+            ngx.say(n, " ", err, " ", command)
             local res, err = db:batch({
                 { "INSERT INTO bt VALUES ($1, $2)", 3, "c" },
                 { "UPDATE bt SET v = upper(v) WHERE id < $1", 3 },
@@ -227,7 +228,7 @@ ERROR: syntax error at or near "SELEC" (SQLSTATE 42601)
 --- request
 GET /t
 --- response_body
-2 INSERT 0 2
+2 nil INSERT 0 2
 3 1 UPDATE 2 3 c
 2 1 x
 --- no_error_log

@@ -167,7 +167,8 @@ local function exec(self, sql, ...)
     if not res then
         return nil, err, detail
     end
-    return res[5], res[4]
+    -- nil in second place: `local n, err = db:exec(...)` stays the idiom
+    return res[5], nil, res[4]
 end
 
 local function execute(self, name, ...)
