@@ -25,6 +25,11 @@ type Listener struct {
 	closed   bool
 	backoff  time.Duration
 	nextTry  time.Time
+
+	// stopRecv cancels a recv in progress, so that Close does not wait for
+	// its timeout (Close cannot take mu while recv holds it).
+	recvMu   sync.Mutex
+	stopRecv context.CancelFunc
 }
 
 func (r *Runtime) listen(ctx context.Context, args []any) (any, error) {
@@ -107,6 +112,11 @@ func (l *Listener) Call(ctx context.Context, op string, args []any) (any, error)
 	}
 	switch op {
 	case "recv":
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		l.recvMu.Lock()
+		l.stopRecv = cancel
+		l.recvMu.Unlock()
 		if l.conn == nil {
 			if err := l.reconnect(ctx); err != nil {
 				return nil, err
@@ -152,6 +162,11 @@ func (l *Listener) Call(ctx context.Context, op string, args []any) (any, error)
 
 // Close ends the session.
 func (l *Listener) Close(ctx context.Context) error {
+	l.recvMu.Lock()
+	if l.stopRecv != nil {
+		l.stopRecv()
+	}
+	l.recvMu.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.closed = true

@@ -413,6 +413,19 @@ func TestListen(t *testing.T) {
 		t.Errorf("after reconnect: %v", n)
 	}
 	wg.Wait()
+	// Close interrupts a waiting recv at once
+	quiet := call(t, r, "listen", "quiet_chan").(*Listener)
+	done := make(chan error, 1)
+	go func() {
+		_, err := quiet.Call(context.Background(), "recv", nil)
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	quiet.Close(context.Background())
+	if err := <-done; err == nil || time.Since(start) > time.Second {
+		t.Errorf("recv after close: %v after %v", err, time.Since(start))
+	}
 }
 
 func TestPoolExhaustion(t *testing.T) {
