@@ -137,6 +137,7 @@ for ((round = 1; round <= BENCH_ROUNDS; round++)); do
     seq_go+=("$(taskset -c "$SERVER_CPU" "$work/native" -dsn "$dsn" -n "$seq_n")")
     echo "bench: round $round sequential: ffi ${seq_ffi[-1]}/s, native ${seq_go[-1]}/s" >&2
 done
+crashes=$(grep -c "exited on signal" "$work/logs/error.log" || true)
 sf=$(median "${seq_ffi[@]}")
 sg=$(median "${seq_go[@]}")
 
@@ -163,5 +164,6 @@ Sequential \`SELECT \$1::int\` ($seq_n queries, one at a time; median of $BENCH_
 | plain Go with pgxpool (\`bench/postgres/native\`, on CPU $SERVER_CPU) | $sg |
 
 - bridge / native = **$(ratio "$sf" "$sg")** (target >= 0.8)
+$( [ "${crashes:-0}" -gt 0 ] && echo "- **WARNING: the nginx worker crashed $crashes time(s) during these runs (see $work/logs/error.log); the figures above are not valid.**" )
 
 _EOF_
