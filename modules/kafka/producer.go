@@ -155,17 +155,23 @@ func NewProducer(m core.Options) (core.Object, error) {
 	batchTimeout := o.ms("batch_timeout", 10*time.Millisecond, time.Millisecond)
 	attempts := int(o.integer("max_attempts", 10, 1, 1000))
 	autoCreate := o.boolean("allow_auto_topic_creation", true)
+	// set by resty.ffi.kafka: the address of the gauge Lua allocated
+	gaugeAddr := o.integer("gauge", 0, 0, 1<<62)
 	if err := o.finish(); err != nil {
 		return nil, err
 	}
 	if p.backoffMax < p.backoffMin {
 		p.backoffMax = p.backoffMin
 	}
-	g, err := newGauge()
-	if err != nil {
-		return nil, err
+	if gaugeAddr != 0 {
+		p.g = gaugeAt(uintptr(gaugeAddr))
+	} else {
+		g, err := newGauge()
+		if err != nil {
+			return nil, err
+		}
+		p.g = g
 	}
-	p.g = g
 	p.transport = c.transport()
 	base := func() *kgo.Writer {
 		return &kgo.Writer{
