@@ -417,8 +417,10 @@ function _M.new(self, broker_list, config)
         error("resty.ffi.kafka.new: a Lua partitioner function is not supported; use the"
               .. " 'balancer' option of kafka.producer (crc32, murmur2, hash, ...)", 2)
     end
+    -- lua-resty-kafka's defaults, except flush_time: messages leave after
+    -- batch_timeout (10 ms) rather than its 1 s unless flush_time says so
     local opts = { brokers = broker_list, balancer = "crc32", required_acks = 1,
-                   request_timeout = 2000, batch_timeout = 1000 }
+                   request_timeout = 2000 }
     for k, v in pairs(config) do
         local to = compat_map[k]
         if to == nil then

@@ -180,6 +180,10 @@ func main() {
 		if err != nil {
 			log.Fatalf("kfake: control socket: %v", err)
 		}
+		// nginx workers (nobody / www-data) drive outages in the tests
+		if err := os.Chmod(*control, 0o666); err != nil {
+			log.Fatalf("kfake: control socket: %v", err)
+		}
 		mux := http.NewServeMux()
 		toggle := func(paused bool) http.HandlerFunc {
 			return func(w http.ResponseWriter, r *http.Request) {
