@@ -20,8 +20,8 @@ import (
 // fetched message is marked committed as it is handed to Lua and offsets go
 // to the broker every interval (at-most-once if the worker dies between).
 type Consumer struct {
-	r          *kgo.Reader
-	group      bool
+	r          *kgo.Reader // an explicit partition
+	g          *group      // or a group member
 	autoCommit bool
 	linger     time.Duration
 
@@ -110,14 +110,26 @@ func NewConsumer(m map[string]any) (*Consumer, error) {
 	case cfg.GroupID != "" && offset >= 0:
 		return nil, errors.New("kafka.consumer: \"offset\" is for an explicit partition; a group resumes from its committed offsets")
 	}
-	if cfg.GroupID != "" && len(topics) > 1 {
-		cfg.GroupTopics = topics
-	} else {
-		cfg.Topic = topics[0]
+	cfg.Topic = topics[0]
+	if cfg.GroupID != "" {
+		cfg.Topic = ""
+		gcfg := kgo.ConsumerGroupConfig{
+			ID: cfg.GroupID, Brokers: cfg.Brokers, Dialer: cfg.Dialer, Topics: topics,
+			GroupBalancers: cfg.GroupBalancers, HeartbeatInterval: cfg.HeartbeatInterval,
+			WatchPartitionChanges: cfg.WatchPartitionChanges, SessionTimeout: cfg.SessionTimeout,
+			RebalanceTimeout: cfg.RebalanceTimeout, JoinGroupBackoff: cfg.JoinGroupBackoff,
+			StartOffset: cfg.StartOffset, ErrorLogger: cfg.ErrorLogger, Timeout: c.dialTO,
+		}
+		if err := gcfg.Validate(); err != nil {
+			return nil, fmt.Errorf("kafka.consumer: %w", err)
+		}
+		g, err := newGroup(gcfg, cfg, cfg.QueueCapacity, cfg.CommitInterval)
+		if err != nil {
+			return nil, fmt.Errorf("kafka.consumer: %w", err)
+		}
+		return &Consumer{g: g, autoCommit: cfg.CommitInterval > 0, linger: linger}, nil
 	}
-	if partition >= 0 {
-		cfg.Partition = int(partition)
-	}
+	cfg.Partition = int(partition)
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("kafka.consumer: %w", err)
 	}
@@ -128,14 +140,14 @@ func NewConsumer(m map[string]any) (*Consumer, error) {
 			return nil, fmt.Errorf("kafka.consumer: setting the offset: %w", err)
 		}
 	}
-	return &Consumer{r: r, group: cfg.GroupID != "", autoCommit: cfg.CommitInterval > 0, linger: linger}, nil
+	return &Consumer{r: r, linger: linger}, nil
 }
 
 // Call serves the consumer's operations.
 func (c *Consumer) Call(ctx context.Context, op string, args []any) (any, error) {
 	switch op {
 	case "fetch", "recv":
-		msgs, err := c.fetch(ctx, 1, timeoutArg(args, 0))
+		msgs, gen, err := c.fetch(ctx, 1, timeoutArg(args, 0))
 		if err != nil || len(msgs) == 0 {
 			return nil, err
 		}
@@ -143,7 +155,7 @@ func (c *Consumer) Call(ctx context.Context, op string, args []any) (any, error)
 		return map[string]any{
 			"topic": m.Topic, "partition": m.Partition, "offset": m.Offset,
 			"key": nilIfEmpty(m.Key), "value": m.Value, "headers": headersOut(m.Headers),
-			"time": m.Time.UnixMilli(),
+			"time": m.Time.UnixMilli(), "generation": gen,
 		}, nil
 	case "fetch_batch":
 		max := 1000
@@ -152,14 +164,17 @@ func (c *Consumer) Call(ctx context.Context, op string, args []any) (any, error)
 				max = int(min(v, 1<<20))
 			}
 		}
-		msgs, err := c.fetch(ctx, max, timeoutArg(args, 1))
+		msgs, gen, err := c.fetch(ctx, max, timeoutArg(args, 1))
 		if err != nil || len(msgs) == 0 {
 			return nil, err
 		}
-		return columns(msgs), nil
+		return columns(msgs, gen), nil
 	case "commit":
 		return c.commit(ctx, args)
 	case "stats":
+		if c.g != nil {
+			return map[string]any{"queue_length": len(c.g.msgs), "queue_capacity": cap(c.g.msgs)}, nil
+		}
 		s := c.r.Stats()
 		return map[string]any{
 			"messages": s.Messages, "bytes": s.Bytes, "fetches": s.Fetches, "errors": s.Errors,
@@ -184,29 +199,34 @@ func timeoutArg(args []any, i int) time.Duration {
 // come within the linger (a couple of ms), up to max. No messages and no
 // error means the timeout passed. Canceling FetchMessage loses nothing: a
 // message is either returned or stays in the Reader's queue.
-func (c *Consumer) fetch(ctx context.Context, max int, timeout time.Duration) ([]kgo.Message, error) {
+func (c *Consumer) fetch(ctx context.Context, max int, timeout time.Duration) ([]kgo.Message, int32, error) {
 	c.mu.Lock()
 	closed := c.closed
 	c.mu.Unlock()
 	if closed {
-		return nil, errClosed
+		return nil, 0, errClosed
 	}
 	first, cancel := context.WithTimeout(ctx, timeout)
-	m, err := c.r.FetchMessage(first)
+	m, gen, err := c.next(first)
 	cancel()
 	if err != nil {
 		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-			return nil, nil
+			return nil, 0, nil
 		}
-		return nil, fmt.Errorf("kafka fetch: %w", err)
+		return nil, 0, fmt.Errorf("kafka fetch: %w", err)
 	}
 	msgs := make([]kgo.Message, 1, min(max, 1024))
 	msgs[0] = m
 	if max > 1 {
 		more, cancel := context.WithTimeout(ctx, c.linger)
 		for len(msgs) < max {
-			m, err := c.r.FetchMessage(more)
+			m, g2, err := c.next(more)
 			if err != nil {
+				break
+			}
+			if g2 != gen {
+				// a new generation began: keep batches within one
+				c.g.unread(m, g2)
 				break
 			}
 			msgs = append(msgs, m)
@@ -214,18 +234,23 @@ func (c *Consumer) fetch(ctx context.Context, max int, timeout time.Duration) ([
 		cancel()
 	}
 	if c.autoCommit {
-		// with commit_interval > 0 this only records the offsets
-		if err := c.r.CommitMessages(ctx, msgs...); err != nil {
-			core.Logf(core.LevelWarn, "kafka consumer: marking offsets: %v", err)
-		}
+		c.g.mark(msgs, gen)
 	}
-	return msgs, nil
+	return msgs, gen, nil
+}
+
+func (c *Consumer) next(ctx context.Context) (kgo.Message, int32, error) {
+	if c.g != nil {
+		return c.g.next(ctx)
+	}
+	m, err := c.r.FetchMessage(ctx)
+	return m, 0, err
 }
 
 // columns lays a batch out as parallel arrays, which Lua decodes with no
 // per-message key strings: { n, topics, partitions, offsets, keys, values,
-// times, headers } (headers is nil when no message has any).
-func columns(msgs []kgo.Message) []any {
+// times, headers, generation } (headers is nil when no message has any).
+func columns(msgs []kgo.Message, gen int32) []any {
 	n := len(msgs)
 	topics := make([]any, n)
 	parts := make([]int64, n)
@@ -253,37 +278,49 @@ func columns(msgs []kgo.Message) []any {
 	if hdrs != nil {
 		h = hdrs
 	}
-	return []any{n, topics, parts, offs, keys, vals, times, h}
+	return []any{n, topics, parts, offs, keys, vals, times, h, gen}
 }
 
-// commit takes a flat array topic, partition, offset, ... (Lua reduces a
-// batch to the highest offset per partition) and commits each offset+1, as
-// Kafka counts "the next message to read".
+// commit takes a flat array topic, partition, offset, generation, ... (Lua
+// reduces a batch to the highest offset per partition) and commits each
+// offset+1, as Kafka counts "the next message to read". Offsets fetched in
+// an older generation are refused (see group).
 func (c *Consumer) commit(ctx context.Context, args []any) (any, error) {
-	if !c.group {
+	if c.g == nil {
 		return nil, errors.New("kafka commit: this consumer has no group_id (nothing to commit to)")
 	}
 	if len(args) != 1 {
 		return nil, errors.New("kafka commit: one array expected")
 	}
 	flat, ok := list(args[0])
-	if !ok || len(flat)%3 != 0 {
-		return nil, errors.New("kafka commit: a flat array of (topic, partition, offset) triples expected")
+	if !ok || len(flat)%4 != 0 {
+		return nil, errors.New("kafka commit: a flat array of (topic, partition, offset, generation) expected")
 	}
-	msgs := make([]kgo.Message, 0, len(flat)/3)
-	for i := 0; i < len(flat); i += 3 {
+	offsets := map[string]map[int]int64{}
+	gen := int64(-1)
+	for i := 0; i < len(flat); i += 4 {
 		topic, okT := flat[i].(string)
 		part, okP := toInt(flat[i+1])
 		off, okO := toInt(flat[i+2])
-		if !okT || !okP || !okO {
-			return nil, fmt.Errorf("kafka commit: entry %d is not (topic, partition, offset)", i/3+1)
+		g, okG := toInt(flat[i+3])
+		if !okT || !okP || !okO || !okG {
+			return nil, fmt.Errorf("kafka commit: entry %d is not a fetched message (topic, partition, offset, generation)", i/4+1)
 		}
-		msgs = append(msgs, kgo.Message{Topic: topic, Partition: int(part), Offset: off})
+		if gen >= 0 && g != gen {
+			return nil, fmt.Errorf("kafka commit: %w", errRebalanced)
+		}
+		gen = g
+		if offsets[topic] == nil {
+			offsets[topic] = map[int]int64{}
+		}
+		if cur, seen := offsets[topic][int(part)]; !seen || off > cur {
+			offsets[topic][int(part)] = off
+		}
 	}
-	if len(msgs) == 0 {
+	if len(offsets) == 0 {
 		return true, nil
 	}
-	if err := c.r.CommitMessages(ctx, msgs...); err != nil {
+	if err := c.g.commit(offsets, int32(gen)); err != nil {
 		return nil, fmt.Errorf("kafka commit: %w", err)
 	}
 	return true, nil
@@ -297,6 +334,10 @@ func (c *Consumer) Close(ctx context.Context) error {
 		c.mu.Lock()
 		c.closed = true
 		c.mu.Unlock()
+		if c.g != nil {
+			err = c.g.close(ctx)
+			return
+		}
 		done := make(chan error, 1)
 		go func() { done <- c.r.Close() }()
 		select {

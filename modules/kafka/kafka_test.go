@@ -111,7 +111,7 @@ func drain(t *testing.T, c *Consumer, n int) []kgo.Message {
 	deadline := time.Now().Add(30 * time.Second)
 	for len(out) < n && time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		msgs, err := c.fetch(ctx, 1000, time.Second)
+		msgs, _, err := c.fetch(ctx, 1000, time.Second)
 		cancel()
 		if err != nil {
 			t.Fatal(err)
@@ -244,7 +244,14 @@ func TestManualCommitRedelivers(t *testing.T) {
 	c1 := newConsumer(t, c, opts())
 	msgs := drain(t, c1, 10)
 	// commit up to offset 3 (messages 0..3), not the rest
-	call(t, c1, "commit", []any{topic, int64(0), msgs[3].Offset})
+	c1.g.mu.Lock()
+	gen := int64(c1.g.gen.ID)
+	c1.g.mu.Unlock()
+	call(t, c1, "commit", []any{topic, int64(0), msgs[3].Offset, gen})
+	if _, err := c1.Call(context.Background(), "commit", []any{[]any{topic, int64(0), msgs[4].Offset, gen - 1}}); err == nil ||
+		!strings.Contains(err.Error(), "rebalanced") {
+		t.Fatalf("commit from an older generation: %v", err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	c1.Close(ctx)
 	cancel()

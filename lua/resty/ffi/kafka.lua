@@ -556,8 +556,8 @@ function consumer_mt.fetch_batch(self, max, timeout)
     if cols == nil then
         return nil, err or "timeout"
     end
-    local n, topics, parts, offs, keys, vals, times, hdrs =
-        cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8]
+    local n, topics, parts, offs, keys, vals, times, hdrs, gen =
+        cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], cols[9]
     if hdrs == ngx_null then
         hdrs = nil
     end
@@ -568,7 +568,8 @@ function consumer_mt.fetch_batch(self, max, timeout)
         local h = hdrs and hdrs[i]
         if h == ngx_null then h = nil end
         out[i] = { topic = topics[i], partition = parts[i], offset = offs[i],
-                   key = key, value = vals[i], time = times[i], headers = h }
+                   key = key, value = vals[i], time = times[i], headers = h,
+                   generation = gen }
     end
     return out
 end
@@ -581,7 +582,8 @@ function consumer_mt.commit(self, what)
     end
     local flat = {}
     if what.offset ~= nil then
-        flat[1], flat[2], flat[3] = what.topic, what.partition, what.offset
+        flat[1], flat[2], flat[3], flat[4] = what.topic, what.partition, what.offset,
+                                             what.generation or 0
     else
         local best = {}
         for i = 1, #what do
@@ -594,7 +596,8 @@ function consumer_mt.commit(self, what)
         end
         for _, m in pairs(best) do
             local n = #flat
-            flat[n + 1], flat[n + 2], flat[n + 3] = m.topic, m.partition, m.offset
+            flat[n + 1], flat[n + 2], flat[n + 3], flat[n + 4] = m.topic, m.partition, m.offset,
+                                                                 m.generation or 0
         end
         if #flat == 0 then
             return true
