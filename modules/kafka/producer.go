@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	kgo "github.com/segmentio/kafka-go"
@@ -29,6 +30,10 @@ var errBufferFull = errors.New("buffer full")
 //     dropped without being counted and handed to Lua.
 type Producer struct {
 	sync, async *kgo.Writer
+	// final writes what is left once async is closed (at shutdown): sync,
+	// with a short batch timeout
+	final       *kgo.Writer
+	asyncClosed atomic.Bool
 	transport   *kgo.Transport
 	g           *gauge
 
@@ -188,6 +193,8 @@ func NewProducer(m core.Options) (core.Object, error) {
 	p.async.BatchSize, p.async.BatchTimeout = batchSize, batchTimeout
 	p.async.Async = true
 	p.async.Completion = p.completed
+	p.final = base()
+	p.final.BatchSize, p.final.BatchTimeout = batchSize, time.Millisecond
 	go p.pump()
 	return p, nil
 }
@@ -480,8 +487,20 @@ func (p *Producer) pump() {
 func (p *Producer) hand(msgs []kgo.Message) ([]kgo.Message, error) {
 	for len(msgs) > 0 {
 		ctx, cancel := context.WithTimeout(context.Background(), p.requestTimeout)
-		err := p.async.WriteMessages(ctx, msgs...)
-		cancel()
+		var err error
+		if p.asyncClosed.Load() {
+			// shutting down: write and account for them here
+			err = firstError(p.final.WriteMessages(ctx, msgs...))
+			cancel()
+			var tooLarge kgo.MessageTooLargeError
+			if !errors.As(err, &tooLarge) {
+				p.completed(msgs, err)
+				return nil, nil
+			}
+		} else {
+			err = p.async.WriteMessages(ctx, msgs...)
+			cancel()
+		}
 		if err == nil {
 			return nil, nil
 		}
@@ -626,9 +645,12 @@ func (p *Producer) stats() map[string]any {
 	}
 }
 
-// Close stops taking messages, waits (up to ctx's deadline) until every
-// accepted async message is delivered or failed, then closes the writers.
-// Messages still buffered at the deadline are logged as lost, by count.
+// Close stops taking messages and delivers what was accepted, within ctx's
+// deadline: the pump hands the queue to the async writer, closing that
+// writer sends its pending batches at once (whatever their batch timeout),
+// and messages that failed on the way are retried through a sync writer
+// until delivered, failed for good, or the deadline. Messages still
+// buffered at the deadline are logged as lost, by count.
 func (p *Producer) Close(ctx context.Context) error {
 	var err error
 	p.once.Do(func() {
@@ -636,20 +658,27 @@ func (p *Producer) Close(ctx context.Context) error {
 		p.closing = true
 		target := p.done + p.buffered
 		p.mu.Unlock()
-		p.waitDone(ctx, target, time.Hour)
-		close(p.stop)
-		<-p.pumpDone
+		p.kick()
+		p.waitQueued(ctx)
 		closed := make(chan struct{})
 		go func() {
 			defer close(closed)
 			p.async.Close()
-			p.sync.Close()
 		}()
 		select {
 		case <-closed:
 		case <-ctx.Done():
 		}
-		p.transport.CloseIdleConnections()
+		p.asyncClosed.Store(true)
+		p.kick()
+		p.waitDone(ctx, target, time.Hour)
+		close(p.stop)
+		<-p.pumpDone
+		go func() {
+			p.final.Close()
+			p.sync.Close()
+			p.transport.CloseIdleConnections()
+		}()
 		p.mu.Lock()
 		left := p.buffered
 		pending := len(p.failures)
@@ -663,4 +692,28 @@ func (p *Producer) Close(ctx context.Context) error {
 		}
 	})
 	return err
+}
+
+func (p *Producer) kick() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// waitQueued waits until the pump has handed the queue to the writer.
+func (p *Producer) waitQueued(ctx context.Context) {
+	for {
+		p.mu.Lock()
+		empty := len(p.queue) == 0
+		p.mu.Unlock()
+		if empty {
+			return
+		}
+		select {
+		case <-time.After(2 * time.Millisecond):
+		case <-ctx.Done():
+			return
+		}
+	}
 }
