@@ -134,6 +134,7 @@ func main() {
 	ports := flag.String("ports", "19092,19093,19094", "comma-separated broker ports (one broker each)")
 	topics := flag.String("topics", "rffi:4,rffi-keys:4,rffi-group:4,rffi-bench:4", "seed topics, name:partitions,...")
 	control := flag.String("control", "", "Unix socket path of the control API (none if empty)")
+	legacy := flag.Bool("legacy-produce", true, "accept Produce v2 (message sets), as old clients send")
 	flag.Parse()
 
 	gs := &gates{byPort: map[int]*gate{}}
@@ -170,6 +171,9 @@ func main() {
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		log.Fatalf("kfake: %v", err)
+	}
+	if *legacy {
+		acceptLegacyProduce(c)
 	}
 	log.Printf("kfake: brokers %v", c.ListenAddrs())
 
