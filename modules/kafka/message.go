@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	kgo "github.com/segmentio/kafka-go"
 
@@ -26,7 +27,12 @@ func bytesArg(v any, what string) ([]byte, error) {
 			return nil, nil
 		}
 	case string:
-		return []byte(x), nil
+		if x == "" {
+			return []byte{}, nil // empty, not null
+		}
+		// A view, not a copy: decoded strings are fresh Go strings nobody
+		// else holds, and kafka-go only reads message bytes.
+		return unsafe.Slice(unsafe.StringData(x), len(x)), nil
 	case []byte:
 		return x, nil
 	case int64, uint64, float64:

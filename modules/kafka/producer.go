@@ -72,10 +72,10 @@ type failure struct {
 	kind string
 }
 
-// meta rides along each async message (kafka-go's WriterData).
+// meta rides along each async message (kafka-go's WriterData); messages
+// accepted together share one.
 type meta struct {
 	deadline time.Time
-	attempts int
 }
 
 func requiredAcks(o *opts) kgo.RequiredAcks {
@@ -308,7 +308,7 @@ func (p *Producer) enqueue(msgs []kgo.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
-	deadline := time.Now().Add(p.deliveryTimeout)
+	md := &meta{deadline: time.Now().Add(p.deliveryTimeout)} // shared by the chunk
 	p.mu.Lock()
 	if p.closing {
 		for _, m := range msgs {
@@ -325,7 +325,7 @@ func (p *Producer) enqueue(msgs []kgo.Message) error {
 			refused++
 			continue
 		}
-		m.WriterData = &meta{deadline: deadline}
+		m.WriterData = md
 		p.queue = append(p.queue, m)
 		p.buffered++
 		p.accepted++
@@ -393,7 +393,6 @@ func (p *Producer) completed(msgs []kgo.Message, err error) {
 	for _, m := range msgs {
 		md, _ := m.WriterData.(*meta)
 		if retriable(err) && md != nil && now.Before(md.deadline) {
-			md.attempts++
 			retry = append(retry, m)
 			continue
 		}
