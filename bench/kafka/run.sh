@@ -44,7 +44,7 @@ $(lua_http_preamble)
                        { host = "127.0.0.1", port = 19094 } }
         TOPIC = "rffi-bench"
         MSG = string.rep("x", 200)
-        FFI_ASYNC = { brokers = BROKERS, acks = "leader", max_buffering = 1000000 }
+        FFI_ASYNC = { brokers = BROKERS, acks = "leader", max_buffering = 1000000, ${KAFKA_FFI_OPTS:-} }
         FFI_SYNC = { brokers = BROKERS, acks = "all" }
         RK_ASYNC = { producer_type = "async", required_acks = 1, max_buffering = 1000000, api_version = 2 }
         RK_SYNC = { producer_type = "sync", required_acks = -1, api_version = 2 }
@@ -181,6 +181,15 @@ bench_variants none="http://127.0.0.1:$port/none" ffi="http://127.0.0.1:$port/ff
     rk="http://127.0.0.1:$port/rk"
 flushed=$(curl -s -m 120 "http://127.0.0.1:$port/flush" | tr '\n' ' ')
 echo "bench: after the log-phase runs: $flushed" >&2
+
+if [ -n "${KAFKA_BENCH_HOLD:-}" ]; then
+    echo "bench: nginx kept running on $port; press enter to stop" >&2
+    read -r
+fi
+if [ -n "${KAFKA_BENCH_LOG_ONLY:-}" ]; then
+    echo "none ${BENCH_RPS[none]} ffi ${BENCH_RPS[ffi]} rk ${BENCH_RPS[rk]}"
+    exit 0
+fi
 
 # 2. 10k sequential sync sends, rounds alternating
 sync_ffi=() sync_rk=()

@@ -157,7 +157,7 @@ func NewProducer(m core.Options) (core.Object, error) {
 	}
 	batchSize := int(o.integer("batch_size", 1000, 1, 1<<20))
 	batchBytes := o.integer("batch_bytes", 1<<20, 1, 1<<30)
-	batchTimeout := o.ms("batch_timeout", 10*time.Millisecond, time.Millisecond)
+	batchTimeout := o.ms("batch_timeout", 100*time.Millisecond, time.Millisecond)
 	attempts := int(o.integer("max_attempts", 10, 1, 1000))
 	autoCreate := o.boolean("allow_auto_topic_creation", true)
 	// set by resty.ffi.kafka: the address of the gauge Lua allocated

@@ -418,7 +418,7 @@ function _M.new(self, broker_list, config)
               .. " 'balancer' option of kafka.producer (crc32, murmur2, hash, ...)", 2)
     end
     -- lua-resty-kafka's defaults, except flush_time: messages leave after
-    -- batch_timeout (10 ms) rather than its 1 s unless flush_time says so
+    -- our batch_timeout (100 ms) rather than its 1 s unless flush_time says so
     local opts = { brokers = broker_list, balancer = "crc32", required_acks = 1,
                    request_timeout = 2000 }
     for k, v in pairs(config) do
