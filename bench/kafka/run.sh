@@ -141,18 +141,20 @@ $(lua_http_preamble)
                 local topic = ngx.var.arg_topic
                 local n = tonumber(ngx.var.arg_n)
                 local c = assert(kafka.consumer{ brokers = BROKERS, topic = topic, partition = 0 })
+                assert(c:fetch(10000)) -- connected, first message in
                 ngx.update_time()
                 local t0 = ngx.now()
-                local got, bytes = 0, 0
+                local got, bytes, calls = 1, 0, 0
                 while got < n do
                     local batch, err = c:fetch_batch(2000, 5000)
                     if not batch then ngx.say("error ", err) return end
                     for i = 1, #batch do bytes = bytes + #batch[i].value end
                     got = got + #batch
+                    calls = calls + 1
                 end
                 ngx.update_time()
                 c:close()
-                ngx.say(got / (ngx.now() - t0))
+                ngx.say(string.format("%.0f %.0f", (got - 1) / (ngx.now() - t0), (got - 1) / calls))
             }
         }
         location = /fill {
@@ -176,6 +178,12 @@ sleep 1
 check=$(curl -s "http://127.0.0.1:$port/verify_rk")
 [ "$check" = "k1=v1 k2=v2 k3=v3" ] || { echo "bench: lua-resty-kafka check: '$check'" >&2; exit 1; }
 
+if [ -n "${KAFKA_BENCH_CONSUME_ONLY:-}" ]; then
+    topic="bench-consume-$(date +%s)"
+    curl -s -m 300 "http://127.0.0.1:$port/fill?topic=$topic&n=${KAFKA_BENCH_MESSAGES:-200000}" >/dev/null
+    for i in 1 2 3; do curl -s -m 300 "http://127.0.0.1:$port/consume?topic=$topic&n=${KAFKA_BENCH_MESSAGES:-200000}"; done
+    exit 0
+fi
 # 1. log phase
 bench_variants none="http://127.0.0.1:$port/none" ffi="http://127.0.0.1:$port/ffi" \
     rk="http://127.0.0.1:$port/rk"
@@ -207,8 +215,9 @@ topic="bench-consume-$(date +%s)"
 curl -s -m 300 "http://127.0.0.1:$port/fill?topic=$topic&n=$n" >/dev/null
 consume=()
 for ((round = 1; round <= BENCH_ROUNDS; round++)); do
-    consume+=("$(curl -s -m 300 "http://127.0.0.1:$port/consume?topic=$topic&n=$n")")
-    echo "bench: round $round fetch_batch: ${consume[-1]} msg/s" >&2
+    read -r rate per_call < <(curl -s -m 300 "http://127.0.0.1:$port/consume?topic=$topic&n=$n")
+    consume+=("$rate")
+    echo "bench: round $round fetch_batch: $rate msg/s, $per_call messages per call" >&2
 done
 c_rate=$(median "${consume[@]}")
 rkver=$(dpkg-query -W -f='${Version}' lua-nginx-kafka 2>/dev/null || echo "?")
