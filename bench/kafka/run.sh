@@ -178,6 +178,12 @@ sleep 1
 check=$(curl -s "http://127.0.0.1:$port/verify_rk")
 [ "$check" = "k1=v1 k2=v2 k3=v3" ] || { echo "bench: lua-resty-kafka check: '$check'" >&2; exit 1; }
 
+if [ -n "${KAFKA_BENCH_SYNC_ONLY:-}" ]; then
+    for i in 1 2 3; do
+        echo "ffi $(curl -s -m 300 "http://127.0.0.1:$port/sync_ffi?n=5000") rk $(curl -s -m 300 "http://127.0.0.1:$port/sync_rk?n=5000")"
+    done
+    exit 0
+fi
 if [ -n "${KAFKA_BENCH_CONSUME_ONLY:-}" ]; then
     topic="bench-consume-$(date +%s)"
     curl -s -m 300 "http://127.0.0.1:$port/fill?topic=$topic&n=${KAFKA_BENCH_MESSAGES:-200000}" >/dev/null

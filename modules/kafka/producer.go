@@ -15,12 +15,13 @@ import (
 
 var errBufferFull = errors.New("buffer full")
 
-// Producer is one kafka.producer(opts): two kafka-go Writers on one
-// Transport (connections and metadata shared).
+// Producer is one kafka.producer(opts), on one kafka-go Transport
+// (connections and metadata shared):
 //
-//   - sync: send waits for the ack. BatchSize 1, so a lone message goes out
-//     at once instead of waiting for kafka-go's batch timeout (1 s by
-//     default), which is what makes sequential sync sends fast.
+//   - send waits for the ack: one Produce request per message (see direct),
+//     so a lone message goes out at once instead of waiting for a batch
+//     timeout (kafka-go's Writer waits 1 s by default), which is what makes
+//     sequential sync sends fast.
 //   - async: send_async / send_batch put messages in a bounded buffer (the
 //     queue) that a pump goroutine hands to an Async writer, which batches
 //     per partition (batch_size / batch_bytes / batch_timeout). Its
@@ -29,7 +30,8 @@ var errBufferFull = errors.New("buffer full")
 //     is kept for Lua's error handler ("failures"). Nothing accepted is
 //     dropped without being counted and handed to Lua.
 type Producer struct {
-	sync, async *kgo.Writer
+	direct *direct // send: one Produce request per message
+	async  *kgo.Writer
 	// final writes what is left once async is closed (at shutdown): sync,
 	// with a short batch timeout
 	final       *kgo.Writer
@@ -187,8 +189,11 @@ func NewProducer(m core.Options) (core.Object, error) {
 			AllowAutoTopicCreation: autoCreate,
 		}
 	}
-	p.sync = base()
-	p.sync.BatchSize = 1
+	p.direct = &direct{
+		client:   &kgo.Client{Addr: c.addr(), Transport: p.transport, Timeout: p.requestTimeout},
+		balancer: bal(), acks: acks, comp: comp, attempts: attempts, backoff: p.backoffMin,
+		parts: map[string]partInfo{},
+	}
 	p.async = base()
 	p.async.BatchSize, p.async.BatchTimeout = batchSize, batchTimeout
 	p.async.Async = true
@@ -242,7 +247,9 @@ func (p *Producer) send(ctx context.Context, msg kgo.Message) (any, error) {
 	if closing {
 		return nil, errClosed
 	}
-	err := firstError(p.sync.WriteMessages(ctx, msg))
+	sctx, cancel := context.WithTimeout(ctx, p.requestTimeout)
+	_, err := p.direct.send(sctx, msg)
+	cancel()
 	p.mu.Lock()
 	if err != nil {
 		p.st.syncFailed++
@@ -675,7 +682,6 @@ func (p *Producer) Close(ctx context.Context) error {
 		<-p.pumpDone
 		go func() {
 			p.final.Close()
-			p.sync.Close()
 			p.transport.CloseIdleConnections()
 		}()
 		p.mu.Lock()
