@@ -33,6 +33,7 @@ trap cleanup EXIT
 
 {
     nginx_main_preamble
+    [ -n "${KAFKA_BENCH_GOGC:-}" ] && echo "env GOGC=$KAFKA_BENCH_GOGC;"
     cat <<_EOC_
 http {
 $(lua_http_preamble)
