@@ -263,6 +263,10 @@ func (p *Producer) send(ctx context.Context, msg kgo.Message) (any, error) {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			// request_timeout passed: the same answer as the caller's timeout
+			return nil, core.ErrTimeout
+		}
 		return nil, fmt.Errorf("kafka send: %w", err)
 	}
 	return true, nil
