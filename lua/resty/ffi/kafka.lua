@@ -39,7 +39,6 @@ local ngx_ERR = ngx.ERR
 local ngx_null = ngx.null
 local timer_at = ngx.timer.at
 local timer_every = ngx.timer.every
-local worker_exiting = ngx.worker.exiting
 local array_mt = codec.array_mt
 
 local ok, new_tab = pcall(require, "table.new")
@@ -654,6 +653,5 @@ function _M.offsets(opts, topic)
     return admin("offsets", opts, "offsets", topic)
 end
 
-_M.is_exiting = worker_exiting
 
 return _M
