@@ -233,9 +233,8 @@ fmt() { awk -v v="$1" 'BEGIN {printf "%.0f", v}'; }
 cat <<_EOF_
 ## Kafka: resty.ffi.kafka vs lua-resty-kafka vs no Kafka
 
-One nginx worker on CPU $SERVER_CPU (its Go threads too), wrk on CPU $CLIENT_CPU
-(\`taskset -c $CLIENT_CPU wrk -t1 -c$BENCH_CONNS -d${BENCH_SECONDS}s --latency\`), the kfake cluster
-(3 brokers, \`t/servers/kafka/ctl start\`) unpinned; median of $BENCH_ROUNDS rounds after a
+One nginx worker, \`wrk -t1 -c$BENCH_CONNS -d${BENCH_SECONDS}s --latency\` ($(bench_setup); the kfake
+cluster, 3 brokers, \`t/servers/kafka/ctl start\`, unpinned); median of $BENCH_ROUNDS rounds after a
 ${BENCH_WARMUP} s warm-up. Peer: Debian's lua-resty-kafka $rkver
 (\`nginx.kafka.producer\`, api_version 2). Handler: \`ngx.say("ok")\`; the Kafka variants add one
 200-byte message per request in \`log_by_lua\` (acks=leader, topic rffi-bench, 4 partitions).
