@@ -1,0 +1,162 @@
+package grpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/lua-resty-ffi-go/lua-resty-ffi-go/core"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
+)
+
+// codeNames are the canonical gRPC status code names.
+var codeNames = [...]string{
+	"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+	"ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+	"ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+	"UNAUTHENTICATED",
+}
+
+func codeName(c codes.Code) string {
+	if int(c) < len(codeNames) {
+		return codeNames[c]
+	}
+	return fmt.Sprintf("CODE_%d", c)
+}
+
+// statusError is a failed RPC: Lua gets nil, "NAME: message", status.
+type statusError struct {
+	msg    string
+	detail map[string]any
+}
+
+func (e *statusError) Error() string { return e.msg }
+func (e *statusError) Detail() any   { return e.detail }
+
+// statusError turns a grpc-go error into a statusError whose detail is
+// {code = n, name = "NAME", message = "...", details = {...}} (+ headers
+// and trailers when asked for).
+func (c *conn) statusError(err error, header, trailer metadata.MD, withMD bool) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		st = status.FromContextError(err)
+	}
+	name := codeName(st.Code())
+	d := map[string]any{"code": int64(st.Code()), "name": name, "message": st.Message()}
+	if pd := st.Proto().GetDetails(); len(pd) > 0 {
+		details := make([]any, 0, len(pd))
+		for _, a := range pd {
+			raw, err := encodeMessage(a.ProtoReflect(), c.out, c.types)
+			if err != nil {
+				continue
+			}
+			details = append(details, raw)
+		}
+		d["details"] = details
+	}
+	if withMD {
+		d["headers"] = mdToLua(header)
+		d["trailers"] = mdToLua(trailer)
+	}
+	return &statusError{msg: name + ": " + st.Message(), detail: d}
+}
+
+// reflect asks the server for the file defining symbol (and the files it
+// imports) and adds them to the connection's registry.
+func (c *conn) reflect(ctx context.Context, symbol string) error {
+	c.reflectMu.Lock()
+	defer c.reflectMu.Unlock()
+	if _, err := c.local.FindDescriptorByName(protoreflect.FullName(symbol)); err == nil {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := reflectionpb.NewServerReflectionClient(c.cc).ServerReflectionInfo(ctx)
+	if err != nil {
+		return fmt.Errorf("grpc reflection: %w", c.statusError(err, nil, nil, false))
+	}
+	ask := func(req *reflectionpb.ServerReflectionRequest) ([][]byte, error) {
+		if err := stream.Send(req); err != nil {
+			if errors.Is(err, io.EOF) {
+				_, err = stream.Recv()
+			}
+			return nil, c.statusError(err, nil, nil, false)
+		}
+		resp, err := stream.Recv()
+		if err != nil {
+			return nil, c.statusError(err, nil, nil, false)
+		}
+		if e := resp.GetErrorResponse(); e != nil {
+			return nil, fmt.Errorf("%s: %s", codeName(codes.Code(e.GetErrorCode())), e.GetErrorMessage())
+		}
+		return resp.GetFileDescriptorResponse().GetFileDescriptorProto(), nil
+	}
+	protos := map[string]*descriptorpb.FileDescriptorProto{}
+	take := func(blobs [][]byte) error {
+		for _, b := range blobs {
+			fdp := new(descriptorpb.FileDescriptorProto)
+			if err := proto.Unmarshal(b, fdp); err != nil {
+				return fmt.Errorf("a file descriptor: %w", err)
+			}
+			protos[fdp.GetName()] = fdp
+		}
+		return nil
+	}
+	blobs, err := ask(&reflectionpb.ServerReflectionRequest{
+		MessageRequest: &reflectionpb.ServerReflectionRequest_FileContainingSymbol{FileContainingSymbol: symbol},
+	})
+	if err != nil {
+		return fmt.Errorf("grpc reflection: looking up %s: %w", symbol, err)
+	}
+	if err := take(blobs); err != nil {
+		return fmt.Errorf("grpc reflection: %w", err)
+	}
+	known := chain{c.local, loaded, protoregistry.GlobalFiles}
+	// fetch imports the server did not send and nobody here knows
+	for pending := true; pending; {
+		pending = false
+		for _, fdp := range protos {
+			for _, dep := range fdp.GetDependency() {
+				if _, have := protos[dep]; have {
+					continue
+				}
+				if _, err := known.FindFileByPath(dep); err == nil {
+					continue
+				}
+				blobs, err := ask(&reflectionpb.ServerReflectionRequest{
+					MessageRequest: &reflectionpb.ServerReflectionRequest_FileByFilename{FileByFilename: dep},
+				})
+				if err != nil {
+					return fmt.Errorf("grpc reflection: fetching %s: %w", dep, err)
+				}
+				if err := take(blobs); err != nil {
+					return fmt.Errorf("grpc reflection: %w", err)
+				}
+				pending = true
+			}
+		}
+	}
+	_ = stream.CloseSend()
+	for path := range protos {
+		// well-known files the process already has are reused, not rebuilt
+		if _, err := (chain{loaded, protoregistry.GlobalFiles}).FindFileByPath(path); err == nil {
+			delete(protos, path)
+		}
+	}
+	for path := range protos {
+		if _, err := buildFile(c.local, protos, path, chain{loaded, protoregistry.GlobalFiles}, 0); err != nil {
+			return fmt.Errorf("grpc reflection: %w", err)
+		}
+	}
+	return nil
+}
+
+var _ core.DetailedError = (*statusError)(nil)
