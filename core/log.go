@@ -40,10 +40,10 @@ func Logf(level int, format string, args ...any) { Log(level, fmt.Sprintf(format
 
 // Log queues a record for the dispatcher, which writes it with ngx.log.
 func (e *Engine) Log(level int, msg string) {
-	p, n := e.bufs.alloc([]byte(msg))
-	accepted, ring := e.queue.pushLog(completion{status: StatusLog, level: int32(level), data: p, size: n}, e.cfg.MaxPendingLogs)
+	p, n := e.rings.alloc([]byte(msg))
+	accepted, ring := e.rings.pushCompletion(0, StatusLog, int32(level), p, n)
 	if !accepted {
-		e.bufs.free(p)
+		e.rings.free(p)
 		e.logsDropped.Add(1)
 		return
 	}
