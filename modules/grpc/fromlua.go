@@ -3,6 +3,7 @@ package grpc
 import (
 	"fmt"
 	"math"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -125,7 +126,9 @@ func (r *reader) fill(m protoreflect.Message, v any, depth int) error {
 			}
 			if od := fd.ContainingOneof(); od != nil && !od.IsSynthetic() {
 				if other, dup := oneofs[od.FullName()]; dup {
-					return errorf("oneof %s: both %s and %s are set", od.Name(), other, fd.Name())
+					pair := []string{other, string(fd.Name())}
+					sort.Strings(pair)
+					return errorf("oneof %s: both %s and %s are set", od.Name(), pair[0], pair[1])
 				}
 				if oneofs == nil {
 					oneofs = map[protoreflect.FullName]string{}

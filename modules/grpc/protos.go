@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -223,16 +221,11 @@ func compileFiles(ctx context.Context, paths, imports []string, sources map[stri
 			names[i] = filepath.Base(p)
 		}
 	}
-	src := &protocompile.SourceResolver{ImportPaths: imports}
+	var srcs protocompile.CompositeResolver
 	if sources != nil {
-		mem := protocompile.SourceAccessorFromMap(sources)
-		src.Accessor = func(path string) (io.ReadCloser, error) {
-			if rc, err := mem(path); err == nil {
-				return rc, nil
-			}
-			return os.Open(path)
-		}
+		srcs = append(srcs, &protocompile.SourceResolver{Accessor: protocompile.SourceAccessorFromMap(sources)})
 	}
+	srcs = append(srcs, &protocompile.SourceResolver{ImportPaths: imports})
 	known := protocompile.ResolverFunc(func(path string) (protocompile.SearchResult, error) {
 		fd, err := loaded.FindFileByPath(path)
 		if err != nil {
@@ -241,7 +234,7 @@ func compileFiles(ctx context.Context, paths, imports []string, sources map[stri
 		return protocompile.SearchResult{Desc: fd}, nil
 	})
 	c := protocompile.Compiler{
-		Resolver: protocompile.WithStandardImports(protocompile.CompositeResolver{known, src}),
+		Resolver: protocompile.WithStandardImports(append(protocompile.CompositeResolver{known}, srcs...)),
 	}
 	res, err := c.Compile(ctx, names...)
 	if err != nil {
@@ -280,7 +273,8 @@ func listServices() []string {
 func loadDescriptorSet(b []byte) (any, error) {
 	var set descriptorpb.FileDescriptorSet
 	if err := proto.Unmarshal(b, &set); err != nil {
-		return nil, fmt.Errorf("grpc.load_descriptor_set: not a FileDescriptorSet: %w", err)
+		// (protobuf's own message is deliberately unstable: not quoted)
+		return nil, errors.New("grpc.load_descriptor_set: not a serialized FileDescriptorSet (invalid wire format)")
 	}
 	byPath := map[string]*descriptorpb.FileDescriptorProto{}
 	for _, f := range set.File {

@@ -40,6 +40,9 @@ func encodeMessage(m protoreflect.Message, o outOpts, types *typeResolver) (core
 
 const maxNesting = 100
 
+// maxExactInt is 2^53: integers up to it are exact Lua numbers.
+const maxExactInt = 1 << 53
+
 func (w *writer) name(fd protoreflect.FieldDescriptor) string {
 	if w.o.jsonNames {
 		return fd.JSONName()
@@ -105,9 +108,7 @@ func (w *writer) field(fd protoreflect.FieldDescriptor, v protoreflect.Value, de
 		kfd, vfd := fd.MapKey(), fd.MapValue()
 		var err error
 		mp.Range(func(k protoreflect.MapKey, v protoreflect.Value) bool {
-			if err = w.singular(kfd, k.Value(), depth); err != nil {
-				return false
-			}
+			w.mapKey(kfd, k)
 			err = w.singular(vfd, v, depth)
 			return err == nil
 		})
@@ -116,6 +117,24 @@ func (w *writer) field(fd protoreflect.FieldDescriptor, v protoreflect.Value, de
 		return w.singular(fd, v, depth)
 	}
 	return nil
+}
+
+// mapKey writes a map key. 64-bit keys beyond 2^53 become decimal strings:
+// a cdata key could never be looked up in a Lua table.
+func (w *writer) mapKey(fd protoreflect.FieldDescriptor, k protoreflect.MapKey) {
+	switch fd.Kind() {
+	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+		if i := k.Int(); w.o.int64String || i > maxExactInt || i < -maxExactInt {
+			w.enc.String(strconv.FormatInt(i, 10))
+			return
+		}
+	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		if u := k.Uint(); w.o.int64String || u > maxExactInt {
+			w.enc.String(strconv.FormatUint(u, 10))
+			return
+		}
+	}
+	_ = w.singular(fd, k.Value(), 0)
 }
 
 func (w *writer) int64(i int64) {
