@@ -249,8 +249,13 @@ object_mt.__index = object_mt
 
 local function push_close(id)
     if lib and not closed then
-        if lib.rffi_push(shared, KIND_CLOSE, 0, id, nil, 0, nil, 0, 0) ~= 0 then
+        local rc = lib.rffi_push(shared, KIND_CLOSE, 0, id, nil, 0, nil, 0, 0)
+        if rc < 0 then
             lib.rffi_close(id) -- the ring is full: take the slow path
+        elseif rc > 0 then
+            -- the pump was parked and its flag is now cleared: wake it here
+            -- (this may run in a GC finalizer, where the waker cannot be posted)
+            lib.rffi_wake_pump(shared)
         end
     end
 end
@@ -369,8 +374,13 @@ local function wait(ticket, timeout)
         end
         if not w.done then
             -- Go cancels the context; the late result is freed on arrival.
-            if lib.rffi_push(shared, KIND_CANCEL, ticket, 0, nil, 0, nil, 0, 0) ~= 0 then
+            local rc = lib.rffi_push(shared, KIND_CANCEL, ticket, 0, nil, 0, nil, 0, 0)
+            if rc < 0 then
                 lib.rffi_cancel(ticket)
+            elseif rc > 0 then
+                -- a parked pump must be woken, or it sleeps through every
+                -- later push (its parked flag was cleared by this one)
+                lib.rffi_wake_pump(shared)
             end
             if err == "timeout" then
                 return nil, "timeout"
