@@ -95,7 +95,12 @@ func (c *conn) reflect(ctx context.Context, symbol string) error {
 			return nil, c.statusError(err, nil, nil, false)
 		}
 		if e := resp.GetErrorResponse(); e != nil {
-			return nil, fmt.Errorf("%s: %s", codeName(codes.Code(e.GetErrorCode())), e.GetErrorMessage())
+			code := codes.Code(e.GetErrorCode())
+			if code == codes.NotFound {
+				// (the server's own text may be protobuf's unstable one)
+				return nil, errors.New("NOT_FOUND: the server does not know it")
+			}
+			return nil, fmt.Errorf("%s: %s", codeName(code), e.GetErrorMessage())
 		}
 		return resp.GetFileDescriptorResponse().GetFileDescriptorProto(), nil
 	}
