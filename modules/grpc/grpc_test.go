@@ -19,7 +19,7 @@ const plainAddr = "127.0.0.1:15051"
 var protoDir, _ = filepath.Abs("../../t/servers/grpc/proto")
 
 // needServer skips (or fails in CI) when the test server is not running.
-func needServer(t *testing.T) {
+func needServer(t testing.TB) {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", plainAddr, time.Second)
 	if err != nil {
