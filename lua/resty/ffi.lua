@@ -158,6 +158,23 @@ local next_ticket = 1
 local waker_sema = sema_new(0)
 local wake_posted = false
 
+local function wake_pump_later()
+    if not wake_posted then
+        wake_posted = true
+        waker_sema:post(1)
+    end
+end
+
+-- push_control sends a cancel or close record; false when the ring is full.
+local function push_control(kind, ticket, id)
+    local rc = lib.rffi_push(shared, kind, ticket, id, nil, 0, nil, 0, 0)
+    if rc == 1 then
+        wake_pump_later()
+        return true
+    end
+    return rc == 0
+end
+
 local function go_error(prefix)
     return prefix .. ffi_string(err_buf)
 end
@@ -249,13 +266,8 @@ object_mt.__index = object_mt
 
 local function push_close(id)
     if lib and not closed then
-        local rc = lib.rffi_push(shared, KIND_CLOSE, 0, id, nil, 0, nil, 0, 0)
-        if rc < 0 then
+        if not push_control(KIND_CLOSE, 0, id) then
             lib.rffi_close(id) -- the ring is full: take the slow path
-        elseif rc > 0 then
-            -- the pump was parked and its flag is now cleared: wake it here
-            -- (this may run in a GC finalizer, where the waker cannot be posted)
-            lib.rffi_wake_pump(shared)
         end
     end
 end
@@ -273,8 +285,17 @@ local function new_object(id, kind, owned)
     return obj
 end
 
+-- One Lua owner per Go handle: a handle that comes back (an echo, a
+-- result naming an existing object) gets the wrapper already alive.
+local live_handles = setmetatable({}, { __mode = "v" })
+
 codec.wrap_handle = function(id)
-    return new_object(id, "handle", true)
+    local obj = live_handles[id]
+    if not obj then
+        obj = new_object(id, "handle", true)
+        live_handles[id] = obj
+    end
+    return obj
 end
 
 codec.handle_id = function(v)
@@ -341,10 +362,7 @@ local function submit(obj, op, timeout, kind, first, nargs, ...)
         if rc < 0 then
             return nil, submit_errors[tonumber(rc)] or "submit failed"
         end
-        if not wake_posted then
-            wake_posted = true
-            waker_sema:post(1)
-        end
+        wake_pump_later()
     end
     next_ticket = ticket + 1
     last_submit = ngx_now()
@@ -374,13 +392,8 @@ local function wait(ticket, timeout)
         end
         if not w.done then
             -- Go cancels the context; the late result is freed on arrival.
-            local rc = lib.rffi_push(shared, KIND_CANCEL, ticket, 0, nil, 0, nil, 0, 0)
-            if rc < 0 then
-                lib.rffi_cancel(ticket)
-            elseif rc > 0 then
-                -- a parked pump must be woken, or it sleeps through every
-                -- later push (its parked flag was cleared by this one)
-                lib.rffi_wake_pump(shared)
+            if not push_control(KIND_CANCEL, ticket, 0) then
+                lib.rffi_cancel(ticket) -- the ring is full: take the slow path
             end
             if err == "timeout" then
                 return nil, "timeout"
@@ -395,6 +408,9 @@ local function wait(ticket, timeout)
     spare_waiters[#spare_waiters + 1] = w
     if status == STATUS_OK then
         return value
+    end
+    if detail == nil then
+        return nil, value
     end
     return nil, value, detail
 end
