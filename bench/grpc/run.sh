@@ -10,25 +10,29 @@
 #  3. a server stream of 1000 small messages: messages/s into Lua.
 #
 # The gRPC test server (t/servers/grpc) is started if it is not running.
+# Method (bench/lib.sh): the nginx worker and the sidecar pinned to CPU
+# $SERVER_CPU, wrk to CPU $CLIENT_CPU, rounds and medians. The plain Go
+# program of (2) runs on CPU $SERVER_CPU too. The gRPC test server
+# (t/servers/grpc) is left unpinned (it serves both variants alike); it is
+# started if it is not running.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-root=$PWD
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/../lib.sh"
+cd "$BENCH_ROOT"
+root=$BENCH_ROOT
 export PATH=$PATH:/usr/local/go/bin
 export RFFI_RUN=${RFFI_RUN:-$root/.run}
 work=$root/bench/.work/grpc
-port=8188
-duration=${BENCH_DURATION:-10}
+port=${GRPC_BENCH_PORT:-8188}
 seq_n=${BENCH_GRPC_SEQ:-100000}
-mkdir -p "$work/nginx/conf" "$work/nginx/logs"
-chmod 755 "$root/bench/.work" "$work" 2>/dev/null || true
+rm -rf "$work"
+mkdir -p "$work/conf" "$work/logs"
+chmod 755 "$root/bench/.work" "$work"
 
 started_backend=0
 sidecar_pid=
 cleanup() {
-    if [ -f "$work/nginx/logs/nginx.pid" ]; then
-        nginx -p "$work/nginx" -c conf/nginx.conf -s stop 2>/dev/null || true
-        sleep 0.3
-    fi
+    stop_nginx "$work" || true
     if [ -n "$sidecar_pid" ]; then kill "$sidecar_pid" 2>/dev/null || true; wait "$sidecar_pid" 2>/dev/null || true; fi
     if [ $started_backend -eq 1 ]; then t/servers/grpc/ctl stop >&2 || true; fi
 }
@@ -42,23 +46,14 @@ fi
 go build -o "$work/native" ./bench/grpc/native
 go build -o "$work/sidecar" ./bench/grpc/sidecar
 sock=$work/sidecar.sock
-"$work/sidecar" -listen "unix:$sock" -proto t/servers/grpc/proto 2>"$work/sidecar.log" &
+taskset -c "$SERVER_CPU" "$work/sidecar" -listen "unix:$sock" -proto t/servers/grpc/proto 2>"$work/sidecar.log" &
 sidecar_pid=$!
 
-cat > "$work/nginx/conf/nginx.conf" <<CONF
-load_module /usr/lib/nginx/modules/ndk_http_module.so;
-load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
-worker_processes 1;
-daemon on;
-master_process on;
-$( [ "$(id -u)" = 0 ] && echo "user root;" )
-error_log logs/error.log warn;
-pid logs/nginx.pid;
-events { worker_connections 4096; }
+{
+nginx_main_preamble
+cat <<CONF
 http {
-    access_log off;
-    lua_package_path "$root/lua/?.lua;/usr/share/lua/5.1/?.lua;;";
-    lua_package_cpath "$root/build/?.so;;";
+$(lua_http_preamble)
     upstream sidecar {
         server unix:$sock;
         keepalive 64;
@@ -140,7 +135,8 @@ http {
     }
 }
 CONF
-nginx -p "$work/nginx" -c conf/nginx.conf
+} > "$work/conf/nginx.conf"
+start_nginx "$work"
 for _ in $(seq 1 50); do
     [ -S "$sock" ] && curl -sf "http://127.0.0.1:$port/proxy" >/dev/null 2>&1 && break
     sleep 0.1
@@ -156,52 +152,52 @@ check() {
 check ffi
 check proxy
 
-# wrk_run path -> "req/s p99"
-wrk_run() {
-    wrk -t1 -c50 -d3s "http://127.0.0.1:$port/$1" >/dev/null 2>&1 # warm up
-    local out
-    out=$(wrk -t1 -c50 -d"${duration}s" --latency "http://127.0.0.1:$port/$1")
-    echo "$out" | grep -q "Non-2xx" && { echo "bench/grpc: non-2xx answers on /$1" >&2; echo "$out" >&2; exit 1; }
-    local rps p99
-    rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-    p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
-    echo "$rps $p99"
+bench_variants ffi="http://127.0.0.1:$port/ffi" proxy="http://127.0.0.1:$port/proxy"
+ffi_rps=${BENCH_RPS[ffi]} ffi_p99=${BENCH_P99[ffi]}
+proxy_rps=${BENCH_RPS[proxy]} proxy_p99=${BENCH_P99[proxy]}
+
+# seq_pair LABEL PIN: n sequential calls through nginx, then the plain Go
+# program (pinned to CPU PIN, or not when PIN is empty)
+seq_pair() {
+    echo "bench/grpc: $seq_n sequential calls, $1 (resty.ffi.grpc, then plain Go)..." >&2
+    curl -s "http://127.0.0.1:$port/seq?n=2000" >/dev/null # warm up
+    read -r _ seq_secs seq_rate <<<"$(curl -s -m 900 "http://127.0.0.1:$port/seq?n=$seq_n")"
+    local pin=()
+    [ -n "$2" ] && pin=(taskset -c "$2")
+    read -r _ nat_secs nat_rate <<<"$("${pin[@]}" "$work/native" -n "$seq_n" -proto t/servers/grpc/proto)"
 }
+seq_pair "worker on CPU $SERVER_CPU" "$SERVER_CPU"
+pin_seq_rate=$seq_rate pin_seq_secs=$seq_secs pin_nat_rate=$nat_rate pin_nat_secs=$nat_secs
 
-echo "bench/grpc: unary, wrk -c50 (resty.ffi.grpc)..." >&2
-read -r ffi_rps ffi_p99 <<<"$(wrk_run ffi)"
-echo "bench/grpc: unary, wrk -c50 (proxy_pass to the Go sidecar)..." >&2
-read -r proxy_rps proxy_p99 <<<"$(wrk_run proxy)"
+# the same without CPU pinning (the worker's Go threads may use both CPUs,
+# as the plain program's do)
+stop_nginx "$work"
+sed -i '/^worker_cpu_affinity/d' "$work/conf/nginx.conf"
+start_nginx "$work"
+seq_pair "unpinned" ""
 
-echo "bench/grpc: $seq_n sequential calls (resty.ffi.grpc)..." >&2
-curl -s "http://127.0.0.1:$port/seq?n=2000" >/dev/null # warm up
-read -r _ seq_secs seq_rate <<<"$(curl -s -m 600 "http://127.0.0.1:$port/seq?n=$seq_n")"
-echo "bench/grpc: $seq_n sequential calls (plain Go)..." >&2
-read -r _ nat_secs nat_rate <<<"$("$work/native" -n "$seq_n" -proto t/servers/grpc/proto)"
-
-echo "bench/grpc: server stream of 1000 messages..." >&2
+echo "bench/grpc: server stream of 1000 messages (unpinned)..." >&2
 curl -s "http://127.0.0.1:$port/stream?rounds=2" >/dev/null # warm up
 read -r st_total st_secs st_rate <<<"$(curl -s -m 600 "http://127.0.0.1:$port/stream?rounds=20")"
-
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
-unary_ratio=$(ratio "$ffi_rps" "$proxy_rps")
-seq_ratio=$(ratio "$seq_rate" "$nat_rate")
 
 cat <<MD
 ## gRPC (resty.ffi.grpc)
 
-One nginx worker; the project's gRPC test server (t/servers/grpc) on 127.0.0.1:15051,
-SayHello with a small message. Machine: $(nproc) CPUs.
+One nginx worker on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU (\`taskset -c $CLIENT_CPU wrk -t1 -c$BENCH_CONNS -d${BENCH_SECONDS}s --latency\`),
+the Go sidecar and the plain Go program on CPU $SERVER_CPU; median of $BENCH_ROUNDS rounds after a ${BENCH_WARMUP} s warm-up.
+Backend: the project's gRPC test server (t/servers/grpc, unpinned) on 127.0.0.1:15051,
+\`SayHello\` with a small message; every variant returns the same 11 bytes.
 
 | measurement | resty.ffi.grpc | comparison | ratio | target |
-|---|---|---|---|---|
-| unary, wrk -t1 -c50 ${duration} s (req/s) | $ffi_rps (p99 $ffi_p99) | proxy_pass to Go sidecar: $proxy_rps (p99 $proxy_p99) | ${unary_ratio}x | >= 1.5x |
-| $seq_n sequential unary calls, one request (calls/s) | $seq_rate ($seq_secs s) | plain grpc-go program: $nat_rate ($nat_secs s) | ${seq_ratio}x | >= 0.85x |
-| server stream, 20 x 1000 small messages (messages/s into Lua) | $st_rate ($st_total in $st_secs s) | | | |
+|---|---:|---:|---:|---|
+| unary, wrk -c$BENCH_CONNS (req/s, p99 ms) | $ffi_rps ($ffi_p99) | \`proxy_pass\` (keepalive) to a Go sidecar making the call: $proxy_rps ($proxy_p99) | **$(ratio "$ffi_rps" "$proxy_rps")** | >= 1.5 |
+| $seq_n sequential unary calls from one request, worker and Go program on CPU $SERVER_CPU (calls/s) | $pin_seq_rate ($pin_seq_secs s) | plain grpc-go program, same calls: $pin_nat_rate ($pin_nat_secs s) | **$(ratio "$pin_seq_rate" "$pin_nat_rate")** | >= 0.85 |
+| the same, nothing pinned (calls/s) | $seq_rate ($seq_secs s) | $nat_rate ($nat_secs s) | **$(ratio "$seq_rate" "$nat_rate")** | >= 0.85 |
+| server stream, 20 x 1000 small messages, unpinned (messages/s into Lua) | $st_rate ($st_total in $st_secs s) | | | |
 
-Commands: \`wrk -t1 -c50 -d${duration}s --latency http://127.0.0.1:$port/ffi\` and \`.../proxy\`
-(nginx \`proxy_pass\` with \`keepalive 64\` to bench/grpc/sidecar on a Unix socket);
-\`curl http://127.0.0.1:$port/seq?n=$seq_n\` vs \`bench/grpc/native -n $seq_n\`
-(both build dynamicpb messages from the same .proto compiled at run time);
-\`curl http://127.0.0.1:$port/stream?rounds=20\`. Config: bench/grpc/run.sh.
+Commands: \`/ffi\` and \`/proxy\` with wrk as above; \`curl http://127.0.0.1:$port/seq?n=$seq_n\` vs
+\`[taskset -c $SERVER_CPU] bench/grpc/native -n $seq_n\` (both build dynamicpb messages from the same .proto
+compiled at run time: the project has no generated code); \`curl http://127.0.0.1:$port/stream?rounds=20\`.
+Configuration: bench/grpc/run.sh.
+
 MD
