@@ -145,6 +145,12 @@ func (s *stream) Call(ctx context.Context, op string, args []any) (any, error) {
 	switch op {
 	case "recv":
 		return s.recv(ctx)
+	case "recv_many":
+		max, ok := toInt64(arg(args, 0))
+		if !ok || max < 1 {
+			return nil, errors.New("grpc: recv_many: a positive count expected")
+		}
+		return s.recvMany(ctx, int(max))
 	case "send":
 		return s.send(ctx, arg(args, 0))
 	case "close_send":
@@ -176,6 +182,29 @@ func (s *stream) recv(ctx context.Context) (any, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// recvMany waits for one message, then takes up to max-1 more that are
+// already there: one round trip from Lua for a burst of messages. After
+// the last message it reports the end (or error) like recv.
+func (s *stream) recvMany(ctx context.Context, max int) (any, error) {
+	first, err := s.recv(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []any{first}
+	for len(out) < max {
+		select {
+		case raw, ok := <-s.items:
+			if !ok {
+				return out, nil
+			}
+			out = append(out, raw)
+		default:
+			return out, nil
+		}
+	}
+	return out, nil
 }
 
 func (s *stream) send(ctx context.Context, v any) (any, error) {

@@ -101,9 +101,9 @@ grpc.connect: option "ca": open /nonexistent.pem: no such file or directory$
 GET /t
 --- response_body
 9007199254740993LL COLOR_RED 2020-01-01T00:00:00Z r
-12eofnil
-grpc: unknown service "rffitest.v1.TestService" (load its .proto with grpc.load or connect with reflection = true)nil
-grpc reflection: looking up rffitest.v1.Missing: NOT_FOUND: the server does not know itnil
+12eof
+grpc: unknown service "rffitest.v1.TestService" (load its .proto with grpc.load or connect with reflection = true)
+grpc reflection: looking up rffitest.v1.Missing: NOT_FOUND: the server does not know it
 --- no_error_log
 [error]
 

@@ -220,7 +220,10 @@ function conn_mt.call(c, service, method, request, opts)
     local res, err, status = c.rt:call_timeout(wait_for(c.timeout, opts, "call"), "call",
                                                service, method, request, opts)
     if res == nil then
-        return nil, err, status
+        if status ~= nil then
+            return nil, err, status
+        end
+        return nil, err
     end
     if opts and opts.want_headers then
         return res[1], nil, res[2]
@@ -237,7 +240,10 @@ local function open_stream(c, op, fname, client_streaming, ...)
     local opts = select(select("#", ...), ...)
     local h, err, status = c.rt:call_timeout(wait_for(c.timeout, opts, fname), op, ...)
     if not h then
-        return nil, err, status
+        if status ~= nil then
+            return nil, err, status
+        end
+        return nil, err
     end
     return new_stream(c, h, client_streaming)
 end
@@ -313,6 +319,18 @@ end
 function stream_mt.recv(s, timeout)
     check_stream(s, "recv")
     return s.h:call_timeout(check_timeout(timeout, "recv", s.timeout), "recv")
+end
+
+-- stream:recv_many(max, timeout_ms) -> array of 1..max messages (waits
+-- for the first, takes the others already received), or what recv returns
+-- at the end / on errors. One round trip for a burst of messages.
+function stream_mt.recv_many(s, max, timeout)
+    check_stream(s, "recv_many")
+    if type(max) ~= "number" or max < 1 then
+        error("resty.ffi.grpc.stream:recv_many: argument #1 (max) must be a positive number, got "
+              .. tostring(max), 2)
+    end
+    return s.h:call_timeout(check_timeout(timeout, "recv_many", s.timeout), "recv_many", max)
 end
 
 -- stream:send(msg, timeout_ms) -> true, or nil, err [, status]
