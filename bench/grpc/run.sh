@@ -117,13 +117,19 @@ $(lua_http_preamble)
                 for _ = 1, rounds do
                     local s = assert(conn:server_stream("rffitest.v1.TestService", "ServerStream",
                                                         { count = 1000, payload = "small" }))
+                    local many = ngx.var.arg_many == "1"
                     while true do
-                        local msg, err = s:recv(5000)
+                        local msg, err
+                        if many then
+                            msg, err = s:recv_many(1000, 5000)
+                        else
+                            msg, err = s:recv(5000)
+                        end
                         if not msg then
                             if err ~= "eof" then ngx.say("recv: ", err) return end
                             break
                         end
-                        total = total + 1
+                        total = total + (many and #msg or 1)
                     end
                     s:close()
                 end
@@ -179,6 +185,7 @@ seq_pair "unpinned" ""
 echo "bench/grpc: server stream of 1000 messages (unpinned)..." >&2
 curl -s "http://127.0.0.1:$port/stream?rounds=2" >/dev/null # warm up
 read -r st_total st_secs st_rate <<<"$(curl -s -m 600 "http://127.0.0.1:$port/stream?rounds=20")"
+read -r stm_total stm_secs stm_rate <<<"$(curl -s -m 600 "http://127.0.0.1:$port/stream?rounds=20&many=1")"
 
 cat <<MD
 ## gRPC (resty.ffi.grpc)
@@ -193,11 +200,12 @@ Backend: the project's gRPC test server (t/servers/grpc, unpinned) on 127.0.0.1:
 | unary, wrk -c$BENCH_CONNS (req/s, p99 ms) | $ffi_rps ($ffi_p99) | \`proxy_pass\` (keepalive) to a Go sidecar making the call: $proxy_rps ($proxy_p99) | **$(ratio "$ffi_rps" "$proxy_rps")** | >= 1.5 |
 | $seq_n sequential unary calls from one request, worker and Go program on CPU $SERVER_CPU (calls/s) | $pin_seq_rate ($pin_seq_secs s) | plain grpc-go program, same calls: $pin_nat_rate ($pin_nat_secs s) | **$(ratio "$pin_seq_rate" "$pin_nat_rate")** | >= 0.85 |
 | the same, nothing pinned (calls/s) | $seq_rate ($seq_secs s) | $nat_rate ($nat_secs s) | **$(ratio "$seq_rate" "$nat_rate")** | >= 0.85 |
-| server stream, 20 x 1000 small messages, unpinned (messages/s into Lua) | $st_rate ($st_total in $st_secs s) | | | |
+| server stream, 20 x 1000 small messages, unpinned, \`stream:recv()\` per message (messages/s into Lua) | $st_rate ($st_total in $st_secs s) | | | |
+| the same with \`stream:recv_many(1000)\` (messages/s into Lua) | $stm_rate ($stm_total in $stm_secs s) | | | |
 
 Commands: \`/ffi\` and \`/proxy\` with wrk as above; \`curl http://127.0.0.1:$port/seq?n=$seq_n\` vs
 \`[taskset -c $SERVER_CPU] bench/grpc/native -n $seq_n\` (both build dynamicpb messages from the same .proto
-compiled at run time: the project has no generated code); \`curl http://127.0.0.1:$port/stream?rounds=20\`.
+compiled at run time: the project has no generated code); \`curl http://127.0.0.1:$port/stream?rounds=20[&many=1]\`.
 Configuration: bench/grpc/run.sh.
 
 MD

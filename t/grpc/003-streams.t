@@ -272,3 +272,44 @@ end: eof
 falseresty.ffi.grpc.stream:recv_many: argument #1 (max) must be a positive number, got 0
 --- no_error_log
 [error]
+
+
+
+=== TEST 9: the server sees the cancel when a stream is closed, and when a dropped one is collected
+--- config
+    location = /t {
+        content_by_lua_block {
+            local t = require "t_grpc"
+            local conn = t.conn()
+            local function open(id)
+                local s = assert(conn:server_stream(t.S, "ServerStream",
+                                                   { count = 1000, interval_ms = 20, id = id }))
+                assert(s:recv(3000))
+                return s
+            end
+            local function seen(id)
+                for _ = 1, 50 do
+                    local r = assert(conn:call(t.S, "Canceled", { id = id }))
+                    if r.seen then return true end
+                    ngx.sleep(0.05)
+                end
+                return false
+            end
+            local base = "cancel-" .. ngx.now() .. "-" .. math.random(1e9)
+            local s = open(base .. "-close")
+            s:close()
+            ngx.say("close: ", seen(base .. "-close"))
+            open(base .. "-gc") -- dropped
+            collectgarbage()
+            collectgarbage()
+            ngx.say("gc: ", seen(base .. "-gc"))
+        }
+    }
+--- request
+GET /t
+--- timeout: 15
+--- response_body
+close: true
+gc: true
+--- no_error_log
+[error]

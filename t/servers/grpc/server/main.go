@@ -371,6 +371,19 @@ func (s *server) sleep(ctx context.Context, req *dynamicpb.Message) (proto.Messa
 	}
 }
 
+// record notes the state of the call with this id (no id: nothing);
+// "canceled" is final.
+func (s *server) record(id, state string) {
+	if id == "" {
+		return
+	}
+	s.mu.Lock()
+	if s.sleeps[id] != "canceled" {
+		s.sleeps[id] = state
+	}
+	s.mu.Unlock()
+}
+
 func (s *server) canceled(_ context.Context, req *dynamicpb.Message) (proto.Message, error) {
 	s.mu.Lock()
 	state := s.sleeps[get(req, "id").String()]
@@ -428,11 +441,15 @@ func (s *server) serverStream(st grpc.ServerStream, m protoreflect.MethodDescrip
 	count := get(req, "count").Int()
 	payload := get(req, "payload").String()
 	interval := time.Duration(get(req, "interval_ms").Int()) * time.Millisecond
+	id := get(req, "id").String()
+	s.record(id, "running")
+	defer s.record(id, "finished")
 	for i := int64(1); i <= count; i++ {
 		if interval > 0 {
 			select {
 			case <-time.After(interval):
 			case <-st.Context().Done():
+				s.record(id, "canceled")
 				return status.FromContextError(st.Context().Err()).Err()
 			}
 		}
