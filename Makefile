@@ -22,7 +22,7 @@ DEB_PACKAGES := nginx libnginx-mod-http-lua lua-resty-core \
 	libwww-perl liburi-perl libipc-run-perl libhttp-message-perl \
 	lua-nginx-redis lua-nginx-kafka
 
-GO_SOURCES := $(shell find core modules lib -name '*.go' -o -name '*.h' 2>/dev/null) go.mod go.sum
+GO_SOURCES := $(shell find core modules lib examples -name '*.go' -o -name '*.h' -o -name '*.c' 2>/dev/null) go.mod go.sum
 
 export PATH := $(PATH):/usr/local/go/bin
 

@@ -8,6 +8,7 @@ package core
 import "C"
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -29,16 +30,24 @@ const (
 )
 
 // rings is the Go half of the memory shared with Lua (rffi.h): the
-// submission ring Go consumes and the completion ring Go produces, plus
-// the counters of C buffers handed over.
+// submission ring Go consumes and the completion ring Go produces. Neither
+// path makes a cgo call: Go copies submissions out before it advances
+// sq_head (Lua frees the C copies behind it), and completions point at
+// pinned Go buffers that Go reclaims once Lua has moved cq_head past them.
+// A cgo call here would wake Go's sysmon thread on every round.
 type rings struct {
-	s      *C.rffi_shared_t
-	sqCap  uint64
-	cqCap  uint64
-	cqMu   sync.Mutex // Go has many producers; Lua is the one consumer
-	maxIn  uint64
-	allocs atomic.Uint64
-	goFree atomic.Uint64 // buffers freed by Go (never drained: shutdown)
+	s     *C.rffi_shared_t
+	sqCap uint64
+	cqCap uint64
+	maxIn uint64
+
+	cqMu      sync.Mutex // Go has many producers; Lua is the one consumer
+	keep      [][]byte   // the buffer of each completion slot, until reclaimed
+	pins      []runtime.Pinner
+	reclaimed uint64 // slots before this are unpinned and reusable
+
+	allocs   atomic.Uint64 // buffers handed to Lua
+	released atomic.Uint64 // buffers Lua was done with
 }
 
 func nextPow2(n int) int {
@@ -62,7 +71,10 @@ func newRings(cfg Config, wakeFD int) *rings {
 	s.max_in_flight = C.int64_t(cfg.MaxInFlight)
 	s.max_payload = C.int64_t(cfg.MaxPayload)
 	s.wake_fd = C.int32_t(wakeFD)
-	return &rings{s: s, sqCap: uint64(sqCap), cqCap: uint64(cqCap), maxIn: uint64(cfg.MaxInFlight)}
+	return &rings{
+		s: s, sqCap: uint64(sqCap), cqCap: uint64(cqCap), maxIn: uint64(cfg.MaxInFlight),
+		keep: make([][]byte, cqCap), pins: make([]runtime.Pinner, cqCap),
+	}
 }
 
 func (r *rings) sharedPtr() unsafe.Pointer { return unsafe.Pointer(r.s) }
@@ -78,11 +90,11 @@ type submission struct {
 	object  Handle
 	timeout int32
 	opLen   int
-	data    unsafe.Pointer // C memory: op name then argument frame; Go frees it
-	size    int
+	data    []byte // Go's copy: op name then argument frame
 }
 
-// popSubmissions moves the waiting records into out; Go owns their data now.
+// popSubmissions copies the waiting records into out, then advances
+// sq_head, which lets Lua free their C copies.
 func (r *rings) popSubmissions(out []submission) int {
 	head := *u64(&r.s.sq_head) // only the pump writes head
 	tail := atomic.LoadUint64(u64(&r.s.sq_tail))
@@ -90,11 +102,14 @@ func (r *rings) popSubmissions(out []submission) int {
 	sq := unsafe.Slice(r.s.sq, r.sqCap)
 	for head != tail && n < len(out) {
 		t := &sq[head&(r.sqCap-1)]
-		out[n] = submission{
+		sub := submission{
 			kind: int(t.kind), ticket: uint64(t.ticket), object: Handle(t.object),
-			timeout: int32(t.timeout_ms), opLen: int(t.op_len), data: unsafe.Pointer(t.data), size: int(t.len),
+			timeout: int32(t.timeout_ms), opLen: int(t.op_len),
 		}
-		t.data = nil
+		if t.data != nil && t.len > 0 {
+			sub.data = append([]byte(nil), unsafe.Slice((*byte)(unsafe.Pointer(t.data)), int(t.len))...)
+		}
+		out[n] = sub
 		n++
 		head++
 	}
@@ -106,53 +121,72 @@ func (r *rings) sqEmpty() bool {
 	return atomic.LoadUint64(u64(&r.s.sq_head)) == atomic.LoadUint64(u64(&r.s.sq_tail))
 }
 
-// freeSubmission releases the C copy of a submission's op and arguments.
-func (r *rings) freeSubmission(p unsafe.Pointer) {
-	if p != nil {
-		C.free(p)
+// emptyBuffer gives zero-length completions a valid address.
+var emptyBuffer = [1]byte{}
+
+// reclaimLocked unpins the buffers of the completions Lua is done with and
+// returns them to the buffer pool. cqMu must be held.
+func (r *rings) reclaimLocked() {
+	head := atomic.LoadUint64(u64(&r.s.cq_head))
+	for ; r.reclaimed != head; r.reclaimed++ {
+		i := r.reclaimed & (r.cqCap - 1)
+		r.pins[i].Unpin()
+		putBuffer(r.keep[i])
+		r.keep[i] = nil
+		r.released.Add(1)
 	}
 }
 
-// alloc copies b into a new C buffer for Lua. A zero-length result still
-// gets a one-byte buffer, so every completion has exactly one owner to free.
-func (r *rings) alloc(b []byte) (unsafe.Pointer, int) {
-	n := len(b)
-	p := C.malloc(C.size_t(max(n, 1)))
-	if n > 0 {
-		C.memcpy(p, unsafe.Pointer(&b[0]), C.size_t(n))
-	}
-	r.allocs.Add(1)
-	return p, n
-}
-
-func (r *rings) free(p unsafe.Pointer) {
-	if p != nil {
-		C.free(p)
-		r.goFree.Add(1)
-	}
-}
-
-// pushCompletion publishes one completion and reports whether the
-// dispatcher asked to be woken. Log records may only use the room beyond
-// what max_in_flight calls need; when it is full they are refused.
-func (r *rings) pushCompletion(ticket uint64, status, level int32, data unsafe.Pointer, size int) (ok, ring bool) {
+// pushCompletion publishes buf (which the ring owns from now on) and
+// reports whether the dispatcher asked to be woken. Log records may only
+// use the room beyond what max_in_flight calls need; when it is full they
+// are refused.
+func (r *rings) pushCompletion(ticket uint64, status, level int32, buf []byte) (ok, ring bool) {
 	r.cqMu.Lock()
+	r.reclaimLocked()
 	tail := *u64(&r.s.cq_tail)
 	head := atomic.LoadUint64(u64(&r.s.cq_head))
 	if status == StatusLog && tail-head >= r.cqCap-r.maxIn {
 		r.cqMu.Unlock()
 		return false, false
 	}
-	c := &unsafe.Slice(r.s.cq, r.cqCap)[tail&(r.cqCap-1)]
+	i := tail & (r.cqCap - 1)
+	p := unsafe.Pointer(&emptyBuffer[0])
+	if len(buf) > 0 {
+		p = unsafe.Pointer(&buf[0])
+		r.pins[i].Pin(p)
+	}
+	r.keep[i] = buf
+	c := &unsafe.Slice(r.s.cq, r.cqCap)[i]
 	c.ticket = C.uint64_t(ticket)
 	c.status = C.int32_t(status)
 	c.level = C.int32_t(level)
-	c.data = (*C.char)(data)
-	c.len = C.size_t(size)
+	c.data = (*C.char)(p)
+	c.len = C.size_t(len(buf))
 	atomic.StoreUint64(u64(&r.s.cq_tail), tail+1)
 	r.cqMu.Unlock()
+	r.allocs.Add(1)
 	armed := i32(&r.s.armed)
 	return true, atomic.LoadInt32(armed) == 1 && atomic.SwapInt32(armed, 0) == 1
+}
+
+// unpinAll runs at shutdown, so no Pinner is collected while pinning (Go
+// treats that as a leak). The buffers stay referenced, and Go's heap does
+// not move, so a last drain by Lua still reads them.
+func (r *rings) unpinAll() {
+	r.cqMu.Lock()
+	for i := range r.pins {
+		r.pins[i].Unpin()
+	}
+	r.cqMu.Unlock()
+}
+
+// reclaim releases what Lua is done with (stats call it so the counters
+// settle even when nothing new is pushed).
+func (r *rings) reclaim() {
+	r.cqMu.Lock()
+	r.reclaimLocked()
+	r.cqMu.Unlock()
 }
 
 func (r *rings) cqDepth() uint64 {
@@ -166,30 +200,23 @@ func (r *rings) sqDepth() uint64 {
 func (r *rings) inFlight() int64 { return atomic.LoadInt64(i64(&r.s.in_flight)) }
 
 // finishNoReply ends a fire-and-forget call: nobody drains it, so the
-// in-flight count drops here instead of in rffi_pop_completions.
+// in-flight count drops here instead of in rffi_done_completions.
 func (r *rings) finishNoReply() { atomic.AddInt64(i64(&r.s.in_flight), -1) }
 
 func (r *rings) setClosing() { atomic.StoreInt32(i32(&r.s.closing), 1) }
 
 func (r *rings) setParked(v int32) { atomic.StoreInt32(i32(&r.s.pump_parked), v) }
 
-func (r *rings) freed() uint64 {
-	return atomic.LoadUint64(u64(&r.s.buffers_freed)) + r.goFree.Load()
-}
+// Result buffers are reused once Lua is done with them.
+var bufferPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
-// drainUndelivered frees every completion Lua will never take (shutdown).
-func (r *rings) drainUndelivered() {
-	r.cqMu.Lock()
-	defer r.cqMu.Unlock()
-	head := atomic.LoadUint64(u64(&r.s.cq_head))
-	tail := *u64(&r.s.cq_tail)
-	cq := unsafe.Slice(r.s.cq, r.cqCap)
-	for ; head != tail; head++ {
-		c := &cq[head&(r.cqCap-1)]
-		r.free(unsafe.Pointer(c.data))
-		c.data = nil
+func getBuffer() []byte { return (*bufferPool.Get().(*[]byte))[:0] }
+
+func putBuffer(b []byte) {
+	if cap(b) > 0 && cap(b) <= 64<<10 {
+		b = b[:0]
+		bufferPool.Put(&b)
 	}
-	atomic.StoreUint64(u64(&r.s.cq_head), head)
 }
 
 // The functions below play Lua's part, for Go tests.
@@ -222,8 +249,7 @@ func (r *rings) luaPop(max int) []luaCompletion {
 		c := out[i]
 		res[i] = luaCompletion{Ticket: uint64(c.ticket), Status: int(c.status), Level: int(c.level),
 			Data: C.GoBytes(unsafe.Pointer(c.data), C.int(c.len))}
-		C.free(unsafe.Pointer(c.data))
-		atomic.AddUint64(u64(&r.s.buffers_freed), 1)
 	}
+	C.rffi_done_completions(r.s)
 	return res
 }

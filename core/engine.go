@@ -23,6 +23,8 @@ type Config struct {
 	MaxPendingLogs int    // log records waiting for the dispatcher
 	PumpSpins      int    // how many times the idle pump yields before sleeping
 	GoMaxProcs     int    // GOMAXPROCS for this worker's Go runtime (default 1)
+	// ShutdownTimeout bounds the flush at process exit (default 5 s).
+	ShutdownTimeout time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -39,6 +41,9 @@ func (c *Config) setDefaults() {
 		// One P per worker: nginx runs a worker per core, and a single P
 		// avoids waking idle Ps on every hand-off (measured in bench/).
 		c.GoMaxProcs = 1
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 5 * time.Second
 	}
 	if c.PumpSpins <= 0 {
 		c.PumpSpins = 50
@@ -66,7 +71,7 @@ type Engine struct {
 
 	logsDropped atomic.Uint64
 	pumpWakeups atomic.Uint64 // times the pump slept and was woken by Lua
-	ops         sync.Map // interned operation names
+	ops         sync.Map      // interned operation names
 }
 
 // NewEngine creates the shared memory and starts the pump goroutine.
@@ -232,11 +237,10 @@ func (e *Engine) start(s *submission) {
 		e.CloseHandle(s.object)
 		return
 	}
-	data := unsafe.Slice((*byte)(s.data), s.size)
+	data := s.data
 	noReply := s.kind == kindSubmit
 	ent := e.handles.get(s.object)
 	if ent == nil {
-		e.rings.freeSubmission(s.data)
 		e.finish(s.ticket, noReply, nil, StatusError, "closed", nil)
 		return
 	}
@@ -256,7 +260,7 @@ func (e *Engine) start(s *submission) {
 	}
 	t := &task{
 		engine: e, entry: ent, ticket: s.ticket, ctx: ctx, cancel: cancel,
-		op: e.intern(data[:s.opLen]), cargs: s.data, args: data[s.opLen:], noReply: noReply,
+		op: e.intern(data[:s.opLen]), args: data[s.opLen:], noReply: noReply,
 	}
 	ent.stats.Submitted.Add(1)
 	ent.stats.InFlight.Add(1)
@@ -272,7 +276,7 @@ func (e *Engine) finish(ticket uint64, noReply bool, enc *Encoder, status int32,
 		return
 	}
 	if enc == nil {
-		var local Encoder
+		local := Encoder{Buf: getBuffer()}
 		local.ArrayHeader(2)
 		local.String(msg)
 		if local.Encode(detail) != nil {
@@ -280,8 +284,10 @@ func (e *Engine) finish(ticket uint64, noReply bool, enc *Encoder, status int32,
 		}
 		enc = &local
 	}
-	p, n := e.rings.alloc(enc.Buf)
-	if _, ring := e.rings.pushCompletion(ticket, status, 0, p, n); ring {
+	// the ring owns the buffer from here on
+	buf := enc.Buf
+	enc.Buf = nil
+	if _, ring := e.rings.pushCompletion(ticket, status, 0, buf); ring {
 		e.bell.ring()
 	}
 }
@@ -323,6 +329,7 @@ func (e *Engine) Shutdown(timeout time.Duration) error {
 	if !e.closing.CompareAndSwap(false, true) {
 		return nil
 	}
+	started := time.Now()
 	e.rings.setClosing()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -356,10 +363,17 @@ func (e *Engine) Shutdown(timeout time.Duration) error {
 	}
 	<-e.pumpEnd
 	e.bell.close()
+	e.rings.unpinAll()
 	if ctx.Err() != nil {
 		errs = append(errs, errors.New("deadline passed while closing runtimes"))
 	}
-	return errors.Join(errs...)
+	err := errors.Join(errs...)
+	if err != nil {
+		e.Log(LevelWarn, fmt.Sprintf("shut down in %v, %d objects closed: %v", time.Since(started).Round(time.Millisecond), len(children)+len(roots), err))
+	} else {
+		e.Log(LevelNotice, fmt.Sprintf("shut down in %v, %d objects closed", time.Since(started).Round(time.Millisecond), len(children)+len(roots)))
+	}
+	return err
 }
 
 // task is one submitted call.
@@ -370,12 +384,11 @@ type task struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	op      string
-	cargs   unsafe.Pointer // the C copy of op + args, freed once decoded
-	args    []byte         // points into cargs
+	args    []byte // the encoded argument frame
 	noReply bool
 }
 
-var encoderPool = sync.Pool{New: func() any { return &Encoder{Buf: make([]byte, 0, 256)} }}
+var encoderPool = sync.Pool{New: func() any { return &Encoder{} }}
 
 func (t *task) call() (res any, err error) {
 	defer func() {
@@ -385,9 +398,7 @@ func (t *task) call() (res any, err error) {
 		}
 	}()
 	args, err := DecodeArgs(t.args)
-	// Decoding copied every string out: the C buffer can go now.
-	t.engine.rings.freeSubmission(t.cargs)
-	t.cargs, t.args = nil, nil
+	t.args = nil
 	if err != nil {
 		return nil, fmt.Errorf("%s: decoding arguments: %w", t.op, err)
 	}
@@ -398,9 +409,6 @@ func (t *task) run() {
 	e, st := t.engine, t.entry.stats
 	defer e.running.Done()
 	res, err := t.call()
-	if t.cargs != nil { // a panic inside DecodeArgs
-		e.rings.freeSubmission(t.cargs)
-	}
 	if err != nil && t.ctx.Err() != nil {
 		if errors.Is(t.ctx.Err(), context.DeadlineExceeded) {
 			err = ErrTimeout
@@ -427,7 +435,7 @@ func (t *task) run() {
 		return
 	}
 	enc := encoderPool.Get().(*Encoder)
-	enc.Buf = enc.Buf[:0]
+	enc.Buf = getBuffer()
 	enc.Register = func(o Object) (Handle, error) {
 		return e.handles.add(&entry{obj: o, stats: st}), nil
 	}
@@ -448,9 +456,7 @@ func (t *task) run() {
 	st.BytesOut.Add(uint64(len(enc.Buf)))
 	e.finish(t.ticket, false, enc, status, "", nil)
 	enc.Register = nil
-	if cap(enc.Buf) <= 1<<20 {
-		encoderPool.Put(enc)
-	}
+	encoderPool.Put(enc)
 }
 
 // encodeError writes [message, detail] for the Lua side.

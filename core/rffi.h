@@ -23,8 +23,9 @@
 #define RFFI_TOO_LARGE -4 /* the argument frame exceeds max_payload */
 #define RFFI_NO_MEMORY -6
 
-/* One submission. data (malloc'd by ring.c, freed by Go) holds the operation
- * name followed by the MessagePack argument frame. */
+/* One submission. data (malloc'd by rffi_push) holds the operation name
+ * followed by the MessagePack argument frame. The Go pump copies it out
+ * before it advances sq_head; ring.c frees it once sq_head has passed. */
 typedef struct {
     uint64_t ticket;
     uint64_t object;
@@ -37,8 +38,9 @@ typedef struct {
 } rffi_task_t;
 
 /* One finished call (ticket > 0) or one log record (ticket == 0).
- * data comes from malloc() in Go and belongs to whoever drained it: Lua
- * decodes it, then free()s it and bumps buffers_freed. */
+ * data is a pinned Go buffer, readable by Lua from rffi_pop_completions
+ * until rffi_done_completions moves cq_head past it; Go then unpins and
+ * reuses it. */
 typedef struct {
     uint64_t ticket;
     int32_t  status;   /* 0 ok, 1 error, 2 log record */
@@ -64,8 +66,9 @@ typedef struct {
     int32_t  pad2;
     char     pad3[48];
     uint64_t cq_head;
-    uint64_t buffers_freed; /* written by Lua only */
-    char     pad4[48];
+    uint64_t cq_taken;      /* Lua only: popped, not yet done */
+    uint64_t sq_freed;      /* Lua only: submission copies freed up to here */
+    char     pad4[40];
     /* shared counters and limits */
     int64_t  in_flight;     /* calls accepted and not finished */
     int64_t  max_in_flight;
@@ -86,5 +89,8 @@ int64_t rffi_push(rffi_shared_t *s, int32_t kind, uint64_t ticket, uint64_t obje
                   const char *op, size_t op_len, const char *args, size_t args_len,
                   int32_t timeout_ms);
 int     rffi_pop_completions(rffi_shared_t *s, rffi_completion_t *out, int max);
+/* Releases what the last rffi_pop_completions returned. Returns 1 when more
+ * completions wait, 0 when the ring is empty and the doorbell is armed. */
+int     rffi_done_completions(rffi_shared_t *s);
 
 #endif

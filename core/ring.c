@@ -7,6 +7,19 @@
 #include <unistd.h>
 #include "rffi.h"
 
+// free_taken frees the submission copies the Go pump has already copied
+// out (everything before sq_head). Only Lua's thread calls it.
+static void free_taken(rffi_shared_t *s)
+{
+    uint64_t head = __atomic_load_n(&s->sq_head, __ATOMIC_ACQUIRE);
+    for (uint64_t i = s->sq_freed; i != head; i++) {
+        rffi_task_t *t = &s->sq[i & s->sq_mask];
+        free(t->data);
+        t->data = NULL;
+    }
+    s->sq_freed = head;
+}
+
 static int64_t push_record(rffi_shared_t *s, int32_t kind, uint64_t ticket, uint64_t object,
                            char *data, size_t len, uint32_t op_len, int32_t timeout_ms)
 {
@@ -15,6 +28,7 @@ static int64_t push_record(rffi_shared_t *s, int32_t kind, uint64_t ticket, uint
     if (tail - head > s->sq_mask) {
         return RFFI_BUSY;
     }
+    free_taken(s);
     rffi_task_t *t = &s->sq[tail & s->sq_mask];
     t->ticket = ticket;
     t->object = object;
@@ -81,32 +95,42 @@ int64_t rffi_push(rffi_shared_t *s, int32_t kind, uint64_t ticket, uint64_t obje
 
 int rffi_pop_completions(rffi_shared_t *s, rffi_completion_t *out, int max)
 {
+    free_taken(s);
+    uint64_t head = s->cq_head;
+    uint64_t tail = __atomic_load_n(&s->cq_tail, __ATOMIC_ACQUIRE);
     int n = 0;
-    for (;;) {
-        uint64_t head = s->cq_head;
-        uint64_t tail = __atomic_load_n(&s->cq_tail, __ATOMIC_ACQUIRE);
-        int64_t calls = 0;
-        while (head != tail && n < max) {
-            rffi_completion_t *c = &s->cq[head & s->cq_mask];
-            calls += c->ticket != 0;
-            out[n++] = *c;
-            head++;
-        }
-        __atomic_store_n(&s->cq_head, head, __ATOMIC_RELEASE);
-        // A call stays in flight until Lua has its result: that bounds the
-        // completions waiting in the ring by max_in_flight.
-        if (calls > 0) {
-            __atomic_sub_fetch(&s->in_flight, calls, __ATOMIC_ACQ_REL);
-        }
-        if (n == max) {
-            return n;   // more may wait: the caller comes back
-        }
-        // Empty: ask for a ring, then look once more, so a completion
-        // published between the two loads is never left unannounced.
-        __atomic_store_n(&s->armed, 1, __ATOMIC_SEQ_CST);
-        if (__atomic_load_n(&s->cq_tail, __ATOMIC_SEQ_CST) == head) {
-            return n;
-        }
-        __atomic_store_n(&s->armed, 0, __ATOMIC_SEQ_CST);
+    while (head + n != tail && n < max) {
+        out[n] = s->cq[(head + n) & s->cq_mask];
+        n++;
     }
+    s->cq_taken = head + n;
+    return n;
+}
+
+int rffi_done_completions(rffi_shared_t *s)
+{
+    uint64_t head = s->cq_head;
+    uint64_t taken = s->cq_taken;
+    int64_t calls = 0;
+    for (uint64_t i = head; i != taken; i++) {
+        calls += s->cq[i & s->cq_mask].ticket != 0;
+    }
+    // Go may reuse the buffers up to here from now on.
+    __atomic_store_n(&s->cq_head, taken, __ATOMIC_RELEASE);
+    // A call stays in flight until Lua has its result: that bounds the
+    // completions waiting in the ring by max_in_flight.
+    if (calls > 0) {
+        __atomic_sub_fetch(&s->in_flight, calls, __ATOMIC_ACQ_REL);
+    }
+    if (__atomic_load_n(&s->cq_tail, __ATOMIC_ACQUIRE) != taken) {
+        return 1;
+    }
+    // Empty: ask for a ring, then look once more, so a completion
+    // published between the two loads is never left unannounced.
+    __atomic_store_n(&s->armed, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&s->cq_tail, __ATOMIC_SEQ_CST) == taken) {
+        return 0;
+    }
+    __atomic_store_n(&s->armed, 0, __ATOMIC_SEQ_CST);
+    return 1;
 }

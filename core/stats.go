@@ -15,6 +15,7 @@ type RuntimeStats struct {
 
 // Stats is what rffi.stats() returns, as a map ready for the codec.
 func (e *Engine) Stats() map[string]any {
+	e.rings.reclaim()
 	rts := map[string]any{}
 	e.statsMu.Lock()
 	for name, s := range e.runtimes {
@@ -36,7 +37,7 @@ func (e *Engine) Stats() map[string]any {
 		"submit_queue":      e.rings.sqDepth(),
 		"queue_depth":       e.rings.cqDepth(),
 		"buffers_allocated": e.rings.allocs.Load(),
-		"buffers_freed":     e.rings.freed(),
+		"buffers_freed":     e.rings.released.Load(),
 		"handles":           e.handles.len(),
 		"goroutines":        NumGoroutine(),
 		"logs_dropped":      e.logsDropped.Load(),

@@ -73,8 +73,9 @@ typedef struct {
     int32_t  pad2;
     char     pad3[48];
     uint64_t cq_head;
-    uint64_t buffers_freed;
-    char     pad4[48];
+    uint64_t cq_taken;
+    uint64_t sq_freed;
+    char     pad4[40];
     int64_t  in_flight;
     int64_t  max_in_flight;
     int64_t  max_payload;
@@ -90,6 +91,7 @@ int64_t rffi_push(rffi_shared_t *s, int32_t kind, uint64_t ticket, uint64_t obje
                   const char *op, size_t op_len, const char *args, size_t args_len,
                   int32_t timeout_ms);
 int     rffi_pop_completions(rffi_shared_t *s, rffi_completion_t *out, int max);
+int     rffi_done_completions(rffi_shared_t *s);
 void    rffi_wake_pump(rffi_shared_t *s);
 
 rffi_shared_t *rffi_init(const char *cfg, size_t cfg_len, char *err, size_t err_len);
@@ -135,6 +137,7 @@ local config = {
 local go_config_keys = {
     max_in_flight = true, max_payload = true, socket_dir = true,
     max_pending_logs = true, pump_spins = true, go_max_procs = true,
+    shutdown_timeout = true,
 }
 
 local lib            -- the loaded library (ffi.load), once per worker
@@ -150,7 +153,6 @@ local stats_len = ffi_new("size_t[1]")
 local waiting = {}
 local waiting_count = 0
 local spare_waiters = {}
-local last_submit = 0
 local next_ticket = 1
 -- The pump wake-up of an event-loop round: pushes that find the Go pump
 -- asleep post this semaphore once; the waker thread resumes after the
@@ -365,7 +367,6 @@ local function submit(obj, op, timeout, kind, first, nargs, ...)
         wake_pump_later()
     end
     next_ticket = ticket + 1
-    last_submit = ngx_now()
     return ticket
 end
 
@@ -378,30 +379,42 @@ local function get_waiter()
     return { sema = sema_new(0) }
 end
 
--- wait for ticket; returns value or nil, err, detail
+-- Set when the dispatcher has retired (the worker is exiting): waiters then
+-- drain the completion ring themselves, between short sleeps.
+local dispatcher_gone = false
+local drain_all
+
+-- wait for ticket; returns value or nil, err, detail. The loop tolerates
+-- wake-ups without a result (a reused semaphore's stale count, or the
+-- retiring dispatcher nudging waiters into draining by themselves).
 local function wait(ticket, timeout)
     local w = get_waiter()
     w.done = false
     waiting[ticket] = w
     waiting_count = waiting_count + 1
-    local ok, err = w.sema:wait(timeout / 1000)
-    if not ok then
-        if waiting[ticket] == w then
-            waiting[ticket] = nil
-            waiting_count = waiting_count - 1
+    local deadline = ngx_now() + timeout / 1000
+    while not w.done do
+        local left = deadline - ngx_now()
+        if left <= 0 then
+            break
         end
-        if not w.done then
-            -- Go cancels the context; the late result is freed on arrival.
-            if not push_control(KIND_CANCEL, ticket, 0) then
-                lib.rffi_cancel(ticket) -- the ring is full: take the slow path
+        if dispatcher_gone then
+            drain_all()
+            if not w.done then
+                ngx_sleep(0.001)
             end
-            if err == "timeout" then
-                return nil, "timeout"
-            end
-            return nil, err
+        else
+            w.sema:wait(left)
         end
-        -- the result landed between the timeout and now: take it
-        w.sema:wait(0)
+    end
+    if not w.done then
+        waiting[ticket] = nil
+        waiting_count = waiting_count - 1
+        -- Go cancels the context; the late result is freed on arrival.
+        if not push_control(KIND_CANCEL, ticket, 0) then
+            lib.rffi_cancel(ticket) -- the ring is full: take the slow path
+        end
+        return nil, "timeout"
     end
     local status, value, detail = w.status, w.value, w.detail
     w.value, w.detail = nil, nil
@@ -429,8 +442,8 @@ local function check_timeout(timeout)
     if timeout == nil then
         return config.call_timeout
     end
-    if type(timeout) ~= "number" or timeout < 0 or timeout ~= timeout then
-        error("resty.ffi: the timeout must be a non-negative number of milliseconds, got "
+    if type(timeout) ~= "number" or not (timeout > 0) then
+        error("resty.ffi: the timeout must be a positive number of milliseconds, got "
               .. tostring(timeout), 3)
     end
     if timeout > 2147483647 then
@@ -521,10 +534,12 @@ _M.empty_array = codec.empty_array
 
 local log_prefix = "resty.ffi(go): "
 
--- drain_all moves every completion to its waiter; returns how many.
-local function drain_all()
+-- drain_all moves every completion to its waiter; returns how many. The
+-- buffers belong to Go: they are read (decoded) here, before
+-- rffi_done_completions hands them back.
+drain_all = function()
     local total = 0
-    while true do
+    repeat
         local n = lib.rffi_pop_completions(shared, completions, BATCH)
         for i = 0, n - 1 do
             local c = completions[i]
@@ -556,35 +571,27 @@ local function drain_all()
                     w.sema:post(1)
                 end
             end
-            C.free(c.data)
-        end
-        if n > 0 then
-            shared.buffers_freed = shared.buffers_freed + n
         end
         total = total + n
-        if n < BATCH then
-            return total
-        end
-    end
+    until lib.rffi_done_completions(shared) == 0
+    return total
 end
 
--- After the worker starts exiting: let accepted work finish (bounded),
--- then close every runtime so producers flush and pools close.
-local function shutdown_runtime()
-    if closed then
-        return
-    end
+-- retire ends the dispatcher of an exiting worker. Requests still running
+-- may call Go after this, so Go keeps running (it shuts down at process
+-- exit, or in exit_worker_by_lua); but the dispatcher's pending read would
+-- keep the worker alive, so it leaves once nobody waits (bounded), and
+-- nudges any waiter left into draining by itself.
+local function retire()
     local deadline = ngx_now() + config.shutdown_timeout / 1000
-    while ngx_now() < deadline do
+    while waiting_count > 0 and ngx_now() < deadline do
         drain_all()
-        if waiting_count == 0 and shared.in_flight == 0
-           and ngx_now() - last_submit > 0.1
-        then
-            break
-        end
-        ngx_sleep(0.005)
+        ngx_sleep(0.002)
     end
-    _M.shutdown()
+    dispatcher_gone = true
+    for _, w in pairs(waiting) do
+        w.sema:post(1)
+    end
 end
 
 local dispatcher_running = false
@@ -624,7 +631,7 @@ end
 
 local function dispatcher(premature)
     if premature or closed then
-        shutdown_runtime()
+        dispatcher_gone = true
         dispatcher_running = false
         return
     end
@@ -651,16 +658,18 @@ local function dispatcher(premature)
         local data
         data, err = sock:receiveany(4096)
         if not data and err ~= "timeout" then
-            ngx_log(ngx_WARN, "resty.ffi: dispatcher: doorbell ", err, ", reconnecting")
             sock:close()
             dispatcher_running = false
-            if not worker_exiting() then
-                start_dispatcher()
+            if worker_exiting() or closed then
+                dispatcher_gone = true
+                return
             end
+            ngx_log(ngx_WARN, "resty.ffi: dispatcher: doorbell ", err, ", reconnecting")
+            start_dispatcher()
             return
         end
     end
-    shutdown_runtime()
+    retire()
     sock:close()
     dispatcher_running = false
 end
@@ -703,11 +712,9 @@ function _M.stats()
     end
     local v, err = decode(stats_out[0], stats_len[0])
     C.free(stats_out[0])
-    shared.buffers_freed = shared.buffers_freed + 1
     if not v then
         return nil, err
     end
-    -- both buffer counters were read before this reply's own buffer
     v.waiting = waiting_count
     return v
 end
@@ -720,6 +727,7 @@ function _M.shutdown(timeout)
         return true
     end
     closed = true
+    dispatcher_gone = true
     local rc = lib.rffi_shutdown(timeout or config.shutdown_timeout, err_buf, 512)
     drain_all()
     for t, w in pairs(waiting) do
