@@ -10,10 +10,10 @@
 #  3. a server stream of 1000 small messages: messages/s into Lua.
 #
 # The gRPC test server (t/servers/grpc) is started if it is not running.
-# Method (bench/lib.sh): the nginx worker and the sidecar pinned to CPU
-# $SERVER_CPU, wrk to CPU $CLIENT_CPU, rounds and medians. The plain Go
-# program of (2) runs on CPU $SERVER_CPU too. The gRPC test server
-# (t/servers/grpc) is left unpinned (it serves both variants alike); it is
+# Method (bench/lib.sh): rounds and medians; nothing pinned unless
+# BENCH_PIN=1 (then the worker, the sidecar and the plain Go program of (2)
+# share CPU $SERVER_CPU, wrk gets CPU $CLIENT_CPU). The gRPC test server
+# (t/servers/grpc) is never pinned (it serves every variant alike); it is
 # started if it is not running.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -46,7 +46,7 @@ fi
 go build -o "$work/native" ./bench/grpc/native
 go build -o "$work/sidecar" ./bench/grpc/sidecar
 sock=$work/sidecar.sock
-taskset -c "$SERVER_CPU" "$work/sidecar" -listen "unix:$sock" -proto t/servers/grpc/proto 2>"$work/sidecar.log" &
+on_server_cpu "$work/sidecar" -listen "unix:$sock" -proto t/servers/grpc/proto 2>"$work/sidecar.log" &
 sidecar_pid=$!
 
 {
@@ -162,27 +162,12 @@ bench_variants ffi="http://127.0.0.1:$port/ffi" proxy="http://127.0.0.1:$port/pr
 ffi_rps=${BENCH_RPS[ffi]} ffi_p99=${BENCH_P99[ffi]}
 proxy_rps=${BENCH_RPS[proxy]} proxy_p99=${BENCH_P99[proxy]}
 
-# seq_pair LABEL PIN: n sequential calls through nginx, then the plain Go
-# program (pinned to CPU PIN, or not when PIN is empty)
-seq_pair() {
-    echo "bench/grpc: $seq_n sequential calls, $1 (resty.ffi.grpc, then plain Go)..." >&2
-    curl -s "http://127.0.0.1:$port/seq?n=2000" >/dev/null # warm up
-    read -r _ seq_secs seq_rate <<<"$(curl -s -m 900 "http://127.0.0.1:$port/seq?n=$seq_n")"
-    local pin=()
-    [ -n "$2" ] && pin=(taskset -c "$2")
-    read -r _ nat_secs nat_rate <<<"$("${pin[@]}" "$work/native" -n "$seq_n" -proto t/servers/grpc/proto)"
-}
-seq_pair "worker on CPU $SERVER_CPU" "$SERVER_CPU"
-pin_seq_rate=$seq_rate pin_seq_secs=$seq_secs pin_nat_rate=$nat_rate pin_nat_secs=$nat_secs
+echo "bench/grpc: $seq_n sequential calls (resty.ffi.grpc, then plain Go)..." >&2
+curl -s "http://127.0.0.1:$port/seq?n=2000" >/dev/null # warm up
+read -r _ seq_secs seq_rate <<<"$(curl -s -m 900 "http://127.0.0.1:$port/seq?n=$seq_n")"
+read -r _ nat_secs nat_rate <<<"$(on_server_cpu "$work/native" -n "$seq_n" -proto t/servers/grpc/proto)"
 
-# the same without CPU pinning (the worker's Go threads may use both CPUs,
-# as the plain program's do)
-stop_nginx "$work"
-sed -i '/^worker_cpu_affinity/d' "$work/conf/nginx.conf"
-start_nginx "$work"
-seq_pair "unpinned" ""
-
-echo "bench/grpc: server stream of 1000 messages (unpinned)..." >&2
+echo "bench/grpc: server stream of 1000 messages..." >&2
 curl -s "http://127.0.0.1:$port/stream?rounds=2" >/dev/null # warm up
 read -r st_total st_secs st_rate <<<"$(curl -s -m 600 "http://127.0.0.1:$port/stream?rounds=20")"
 read -r stm_total stm_secs stm_rate <<<"$(curl -s -m 600 "http://127.0.0.1:$port/stream?rounds=20&many=1")"
@@ -190,22 +175,21 @@ read -r stm_total stm_secs stm_rate <<<"$(curl -s -m 600 "http://127.0.0.1:$port
 cat <<MD
 ## gRPC (resty.ffi.grpc)
 
-One nginx worker on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU (\`taskset -c $CLIENT_CPU wrk -t1 -c$BENCH_CONNS -d${BENCH_SECONDS}s --latency\`),
-the Go sidecar and the plain Go program on CPU $SERVER_CPU; median of $BENCH_ROUNDS rounds after a ${BENCH_WARMUP} s warm-up.
-Backend: the project's gRPC test server (t/servers/grpc, unpinned) on 127.0.0.1:15051,
-\`SayHello\` with a small message; every variant returns the same 11 bytes.
+One nginx worker, $(bench_setup); wrk -t1 -c$BENCH_CONNS -d${BENCH_SECONDS}s --latency; median of
+$BENCH_ROUNDS rounds after a ${BENCH_WARMUP} s warm-up. Backend: the project's gRPC test server
+(t/servers/grpc, never pinned) on 127.0.0.1:15051, \`SayHello\` with a small message; every
+variant returns the same 11 bytes.
 
 | measurement | resty.ffi.grpc | comparison | ratio | target |
 |---|---:|---:|---:|---|
 | unary, wrk -c$BENCH_CONNS (req/s, p99 ms) | $ffi_rps ($ffi_p99) | \`proxy_pass\` (keepalive) to a Go sidecar making the call: $proxy_rps ($proxy_p99) | **$(ratio "$ffi_rps" "$proxy_rps")** | >= 1.5 |
-| $seq_n sequential unary calls from one request, worker and Go program on CPU $SERVER_CPU (calls/s) | $pin_seq_rate ($pin_seq_secs s) | plain grpc-go program, same calls: $pin_nat_rate ($pin_nat_secs s) | **$(ratio "$pin_seq_rate" "$pin_nat_rate")** | >= 0.85 |
-| the same, nothing pinned (calls/s) | $seq_rate ($seq_secs s) | $nat_rate ($nat_secs s) | **$(ratio "$seq_rate" "$nat_rate")** | >= 0.85 |
-| server stream, 20 x 1000 small messages, unpinned, \`stream:recv()\` per message (messages/s into Lua) | $st_rate ($st_total in $st_secs s) | | | |
+| $seq_n sequential unary calls from one request (calls/s) | $seq_rate ($seq_secs s) | plain grpc-go program, same calls: $nat_rate ($nat_secs s) | **$(ratio "$seq_rate" "$nat_rate")** | >= 0.85 |
+| server stream, 20 x 1000 small messages, \`stream:recv()\` per message (messages/s into Lua) | $st_rate ($st_total in $st_secs s) | | | |
 | the same with \`stream:recv_many(1000)\` (messages/s into Lua) | $stm_rate ($stm_total in $stm_secs s) | | | |
 
 Commands: \`/ffi\` and \`/proxy\` with wrk as above; \`curl http://127.0.0.1:$port/seq?n=$seq_n\` vs
-\`[taskset -c $SERVER_CPU] bench/grpc/native -n $seq_n\` (both build dynamicpb messages from the same .proto
-compiled at run time: the project has no generated code); \`curl http://127.0.0.1:$port/stream?rounds=20[&many=1]\`.
+\`bench/grpc/native -n $seq_n\` (both build dynamicpb messages from the same .proto compiled at
+run time: the project has no generated code); \`curl http://127.0.0.1:$port/stream?rounds=20[&many=1]\`.
 Configuration: bench/grpc/run.sh.
 
 MD
