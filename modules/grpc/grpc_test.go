@@ -12,6 +12,13 @@ import (
 	"time"
 
 	"github.com/lua-resty-ffi-go/lua-resty-ffi-go/core"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/reflection"
+	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
 )
 
 const plainAddr = "127.0.0.1:15051"
@@ -354,5 +361,65 @@ func TestServerRestart(t *testing.T) {
 	got, err := call(t, c, "SayHello", map[string]any{"name": "c"}, map[string]any{"timeout": int64(5000), "wait_for_ready": true})
 	if err != nil || got.(map[string]any)["message"] != "Hello c" {
 		t.Fatalf("after restart: %v %v", got, err)
+	}
+}
+
+// An older server with only grpc.reflection.v1alpha: reflection falls back.
+func TestReflectionV1Alpha(t *testing.T) {
+	needServer(t) // for the compiled test files
+	files := newRegistry()
+	fd, err := loaded.FindFileByPath("rffitest/v1/test.proto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := files.add(fd); err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	opts := reflection.ServerOptions{Services: srv, DescriptorResolver: chain{files, protoregistry.GlobalFiles}}
+	reflectionv1alpha.RegisterServerReflectionServer(srv, reflection.NewServer(opts))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Stop()
+
+	saved := loaded
+	loaded = newRegistry()
+	defer func() { loaded = saved }()
+	c := open(t, map[string]any{"target": ln.Addr().String(), "reflection": true})
+	if _, err := c.method(context.Background(), "rffitest.v1.TestService", "Echo"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.local.FindDescriptorByName("rffitest.v1.AllTypes"); err != nil {
+		t.Errorf("v1alpha reflection did not fetch the file: %v", err)
+	}
+}
+
+func TestDescriptorSet(t *testing.T) {
+	needServer(t)
+	fd, err := loaded.FindFileByPath("rffitest/v1/test.proto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the file alone: its imports (well-known types) resolve from Go's registry
+	set := &descriptorpb.FileDescriptorSet{File: []*descriptorpb.FileDescriptorProto{protodesc.ToFileDescriptorProto(fd)}}
+	saved := loaded
+	loaded = newRegistry()
+	defer func() { loaded = saved }()
+	b, err := proto.Marshal(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := loadDescriptorSet(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, []string{"rffitest.v1.TestService"}) {
+		t.Errorf("services: %v", got)
+	}
+	if _, err := loaded.FindDescriptorByName("rffitest.v1.AllTypes"); err != nil {
+		t.Error(err)
 	}
 }

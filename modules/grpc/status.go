@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/lua-resty-ffi-go/lua-resty-ffi-go/core"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
@@ -69,6 +70,14 @@ func (c *conn) statusError(err error, header, trailer metadata.MD, withMD bool) 
 	return &statusError{msg: name + ": " + st.Message(), detail: d}
 }
 
+// The reflection service, v1 and its older v1alpha twin (same messages).
+const (
+	reflectionV1      = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+	reflectionV1Alpha = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+)
+
+var reflectionDesc = grpc.StreamDesc{StreamName: "ServerReflectionInfo", ServerStreams: true, ClientStreams: true}
+
 // reflect asks the server for the file defining symbol (and the files it
 // imports) and adds them to the connection's registry.
 func (c *conn) reflect(ctx context.Context, symbol string) error {
@@ -79,19 +88,24 @@ func (c *conn) reflect(ctx context.Context, symbol string) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := reflectionpb.NewServerReflectionClient(c.cc).ServerReflectionInfo(ctx)
-	if err != nil {
-		return fmt.Errorf("grpc reflection: %w", c.statusError(err, nil, nil, false))
+	var stream grpc.ClientStream
+	open := func(path string) error {
+		var err error
+		stream, err = c.cc.NewStream(ctx, &reflectionDesc, path)
+		if err != nil {
+			return c.statusError(err, nil, nil, false)
+		}
+		return nil
 	}
 	ask := func(req *reflectionpb.ServerReflectionRequest) ([][]byte, error) {
-		if err := stream.Send(req); err != nil {
+		if err := stream.SendMsg(req); err != nil {
 			if errors.Is(err, io.EOF) {
-				_, err = stream.Recv()
+				err = stream.RecvMsg(new(reflectionpb.ServerReflectionResponse))
 			}
 			return nil, c.statusError(err, nil, nil, false)
 		}
-		resp, err := stream.Recv()
-		if err != nil {
+		resp := new(reflectionpb.ServerReflectionResponse)
+		if err := stream.RecvMsg(resp); err != nil {
 			return nil, c.statusError(err, nil, nil, false)
 		}
 		if e := resp.GetErrorResponse(); e != nil {
@@ -104,6 +118,22 @@ func (c *conn) reflect(ctx context.Context, symbol string) error {
 		}
 		return resp.GetFileDescriptorResponse().GetFileDescriptorProto(), nil
 	}
+	first := &reflectionpb.ServerReflectionRequest{
+		MessageRequest: &reflectionpb.ServerReflectionRequest_FileContainingSymbol{FileContainingSymbol: symbol},
+	}
+	if err := open(reflectionV1); err != nil {
+		return fmt.Errorf("grpc reflection: %w", err)
+	}
+	blobs, err := ask(first)
+	if se, ok := err.(*statusError); ok && se.detail["name"] == "UNIMPLEMENTED" {
+		// an older server: v1alpha has the same messages under another name
+		if err = open(reflectionV1Alpha); err == nil {
+			blobs, err = ask(first)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("grpc reflection: looking up %s: %w", symbol, err)
+	}
 	protos := map[string]*descriptorpb.FileDescriptorProto{}
 	take := func(blobs [][]byte) error {
 		for _, b := range blobs {
@@ -114,12 +144,6 @@ func (c *conn) reflect(ctx context.Context, symbol string) error {
 			protos[fdp.GetName()] = fdp
 		}
 		return nil
-	}
-	blobs, err := ask(&reflectionpb.ServerReflectionRequest{
-		MessageRequest: &reflectionpb.ServerReflectionRequest_FileContainingSymbol{FileContainingSymbol: symbol},
-	})
-	if err != nil {
-		return fmt.Errorf("grpc reflection: looking up %s: %w", symbol, err)
 	}
 	if err := take(blobs); err != nil {
 		return fmt.Errorf("grpc reflection: %w", err)
