@@ -46,7 +46,11 @@ fi
 go build -o "$work/native" ./bench/grpc/native
 go build -o "$work/sidecar" ./bench/grpc/sidecar
 sock=$work/sidecar.sock
-on_server_cpu "$work/sidecar" -listen "unix:$sock" -proto t/servers/grpc/proto 2>"$work/sidecar.log" &
+if [ "$BENCH_PIN" = 1 ]; then
+    taskset -c "$SERVER_CPU" "$work/sidecar" -listen "unix:$sock" -proto t/servers/grpc/proto >"$work/sidecar.log" 2>&1 &
+else
+    "$work/sidecar" -listen "unix:$sock" -proto t/servers/grpc/proto >"$work/sidecar.log" 2>&1 &
+fi
 sidecar_pid=$!
 
 {
@@ -163,14 +167,14 @@ ffi_rps=${BENCH_RPS[ffi]} ffi_p99=${BENCH_P99[ffi]}
 proxy_rps=${BENCH_RPS[proxy]} proxy_p99=${BENCH_P99[proxy]}
 
 echo "bench/grpc: $seq_n sequential calls (resty.ffi.grpc, then plain Go)..." >&2
-curl -s "http://127.0.0.1:$port/seq?n=2000" >/dev/null # warm up
-read -r _ seq_secs seq_rate <<<"$(curl -s -m 900 "http://127.0.0.1:$port/seq?n=$seq_n")"
+curl -s "http://127.0.0.1:$port/seq?n=2000" >/dev/null || true # warm up
+read -r _ seq_secs seq_rate <<<"$(curl -s -m 900 "http://127.0.0.1:$port/seq?n=$seq_n" || echo "- - failed")"
 read -r _ nat_secs nat_rate <<<"$(on_server_cpu "$work/native" -n "$seq_n" -proto t/servers/grpc/proto)"
 
 echo "bench/grpc: server stream of 1000 messages..." >&2
-curl -s "http://127.0.0.1:$port/stream?rounds=2" >/dev/null # warm up
-read -r st_total st_secs st_rate <<<"$(curl -s -m 600 "http://127.0.0.1:$port/stream?rounds=20")"
-read -r stm_total stm_secs stm_rate <<<"$(curl -s -m 600 "http://127.0.0.1:$port/stream?rounds=20&many=1")"
+curl -s "http://127.0.0.1:$port/stream?rounds=2" >/dev/null || true # warm up
+read -r st_total st_secs st_rate <<<"$(curl -s -m 600 "http://127.0.0.1:$port/stream?rounds=20" || echo "- - failed")"
+read -r stm_total stm_secs stm_rate <<<"$(curl -s -m 600 "http://127.0.0.1:$port/stream?rounds=20&many=1" || echo "- - failed")"
 
 cat <<MD
 ## gRPC (resty.ffi.grpc)
@@ -190,6 +194,6 @@ variant returns the same 11 bytes.
 Commands: \`/ffi\` and \`/proxy\` with wrk as above; \`curl http://127.0.0.1:$port/seq?n=$seq_n\` vs
 \`bench/grpc/native -n $seq_n\` (both build dynamicpb messages from the same .proto compiled at
 run time: the project has no generated code); \`curl http://127.0.0.1:$port/stream?rounds=20[&many=1]\`.
-Configuration: bench/grpc/run.sh.
+Configuration: bench/grpc/run.sh.$(grep -q "exited on signal" "$work/logs/error.log" 2>/dev/null && printf '\n\n**The nginx worker died during this run (%s); see bench/.work/grpc/logs/error.log.**' "$(grep -m1 "fatal error" "$work/logs/error.log")")
 
 MD
