@@ -434,8 +434,10 @@ func (r *reader) wellKnown(kind wkt, m protoreflect.Message, v any, depth int) (
 				return errorf("google.protobuf.Duration: %v", perr), true
 			}
 		case int64, float64:
+			// a Duration's seconds and nanos carry the same sign
 			f, _ := toFloat(x)
-			secs, nanos = splitSeconds(f)
+			secs = int64(math.Trunc(f))
+			nanos = int64(math.Round((f - math.Trunc(f)) * 1e9))
 		default:
 			return nil, false
 		}

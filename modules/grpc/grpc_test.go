@@ -423,3 +423,17 @@ func TestDescriptorSet(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+func TestDurationNumbers(t *testing.T) {
+	needServer(t)
+	c := open(t, map[string]any{})
+	for in, want := range map[float64]string{-1.5: "-1.500s", 2.25: "2.250s", -0.001: "-0.001s", 0.5: "0.500s"} {
+		got, err := call(t, c, "Echo", map[string]any{"w_duration": in, "w_timestamp": in}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := got.(map[string]any)["w_duration"]; d != want {
+			t.Errorf("duration %v: got %v, want %s", in, d, want)
+		}
+	}
+}
