@@ -46,7 +46,9 @@ func (c *Config) setDefaults() {
 		c.ShutdownTimeout = 5 * time.Second
 	}
 	if c.PumpSpins <= 0 {
-		c.PumpSpins = 50
+		// Spinning keeps a core busy that nginx may need (a worker pinned
+		// to one CPU shares it with its Go threads): one yield only.
+		c.PumpSpins = 1
 	}
 }
 

@@ -16,8 +16,8 @@ trap cleanup EXIT
 echo "== go vet"
 $GO vet ./...
 echo "== backends"
+started=1 # also stops what did start if one of them fails
 ./scripts/backends.sh start
-started=1
 echo "== go test -race"
 $GO test -count=1 -race ./...
 echo "== Test::Nginx suites"

@@ -322,7 +322,9 @@ function _M.open(name, opts)
     if not ok then
         return nil, err
     end
-    local p, n = encode(opts or setmetatable({}, codec.map_mt))
+    -- sorted keys: equal option tables share one runtime, whatever order
+    -- they were built in
+    local p, n = codec.encode_sorted(opts or setmetatable({}, codec.map_mt))
     local key = name .. "\0" .. ffi_string(p, n)
     local obj = runtimes[key]
     if obj then

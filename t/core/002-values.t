@@ -172,3 +172,28 @@ resty.ffi: the operation name must be a string, got number
 resty.ffi: the timeout must be a positive number of milliseconds, got soon
 --- no_error_log
 [error]
+
+
+
+=== TEST 8: equal option tables open one runtime, whatever their key order; cdata keys encode
+--- config
+    location = /t {
+        content_by_lua_block {
+            local rffi = require "resty.ffi"
+            local a = { name = "keys" }
+            local b = {}
+            b.x, b.name, b.y = 1, "keys", 2
+            b.x, b.y = nil, nil
+            ngx.say(rawequal(assert(rffi.open("echo", a)), assert(rffi.open("echo", b))))
+            local echo = assert(rffi.open("echo"))
+            local m = echo:call("echo", { [9007199254740993LL] = "big" })
+            for k, v in pairs(m) do ngx.say(tostring(k), " ", v) end
+        }
+    }
+--- request
+GET /t
+--- response_body
+true
+9007199254740993LL big
+--- no_error_log
+[error]

@@ -25,6 +25,7 @@ local band = bit.band
 local rshift = bit.rshift
 local floor = math.floor
 local type = type
+local tostring = tostring
 local pairs = pairs
 local next = next
 local error = error
@@ -67,6 +68,7 @@ local buf_size = DEFAULT_SIZE
 local buf = ffi_new("uint8_t[?]", buf_size)
 local pos = 0
 local arg_index -- which argument is being encoded, for error messages
+local sort_keys = false -- encode_sorted: map keys in a stable order
 
 local function grow(need)
     local size = buf_size * 2
@@ -173,6 +175,21 @@ end
 
 local put_value
 
+-- key_order sorts keys of mixed types: by type name, then by value
+-- (cdata keys by their decimal text).
+local function key_order(a, b)
+    local ta, tb = type(a), type(b)
+    if ta ~= tb then
+        return ta < tb
+    end
+    if ta == "boolean" then
+        return (not a) and b
+    elseif ta == "cdata" then
+        return tostring(a) < tostring(b)
+    end
+    return a < b
+end
+
 local function put_table(t, depth)
     if depth > 200 then
         fail("tables nested deeper than 200 levels (a cycle?)")
@@ -209,15 +226,29 @@ local function put_table(t, depth)
         return
     end
     local count = 0
-    for _ in pairs(t) do
+    for k in pairs(t) do
+        local kt = type(k)
+        if kt ~= "string" and kt ~= "number" and kt ~= "boolean"
+           and not (kt == "cdata" and (ffi_istype(int64_t, k) or ffi_istype(uint64_t, k)))
+        then
+            fail("cannot encode a table key of type " .. kt)
+        end
         count = count + 1
     end
     put_head(count, 0x80, 15, nil, 0xde, 0xdf)
-    for k, v in pairs(t) do
-        local kt = type(k)
-        if kt ~= "string" and kt ~= "number" and kt ~= "boolean" then
-            fail("cannot encode a table key of type " .. kt)
+    if sort_keys then
+        local keys = {}
+        for k in pairs(t) do
+            keys[#keys + 1] = k
         end
+        table.sort(keys, key_order)
+        for i = 1, #keys do
+            put_value(keys[i], depth + 1)
+            put_value(t[keys[i]], depth + 1)
+        end
+        return
+    end
+    for k, v in pairs(t) do
         put_value(k, depth + 1)
         put_value(v, depth + 1)
     end
@@ -282,6 +313,20 @@ function _M.encode(v)
     reset()
     arg_index = nil
     put_value(v, 0)
+    return buf, pos
+end
+
+-- encode_sorted(v): like encode, with every map's keys in a stable order,
+-- so equal tables give equal bytes (resty.ffi.open keys its cache on it).
+function _M.encode_sorted(v)
+    reset()
+    arg_index = nil
+    sort_keys = true
+    local ok, err = pcall(put_value, v, 0)
+    sort_keys = false
+    if not ok then
+        error(err, 2)
+    end
     return buf, pos
 end
 
