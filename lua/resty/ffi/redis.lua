@@ -85,24 +85,21 @@ local function copy(t)
 end
 
 local function runtime_for(host, port, opts)
-    local cfg
-    if str_sub(host, 1, 5) == "unix:" then
-        cfg = copy(opts)
-        cfg.addr = host
-    else
-        if port == nil then
-            return nil, "no port specified"
-        end
-        if opts == nil then
-            local ports = plain[host]
-            local rt = ports and ports[port]
-            if rt then
-                return rt
-            end
-        end
-        cfg = copy(opts)
-        cfg.addr = host .. ":" .. tostring(port)
+    local unix = str_sub(host, 1, 5) == "unix:"
+    if unix then
+        port = 0
+    elseif port == nil then
+        return nil, "no port specified"
     end
+    if opts == nil then
+        local ports = plain[host]
+        local rt = ports and ports[port]
+        if rt then
+            return rt
+        end
+    end
+    local cfg = copy(opts)
+    cfg.addr = unix and host or host .. ":" .. tostring(port)
     local rt, err = open(cfg)
     if not rt then
         return nil, err
