@@ -117,6 +117,15 @@ func (r *Runtime) Close(context.Context) error {
 // runPipeline queues the flat command list (count, name, args..., count,
 // name, args...) on p and executes it in one round trip.
 func runPipeline(ctx context.Context, p goredis.Pipeliner, args []any) (any, error) {
+	if len(args) == 1 {
+		// the list as one table argument (no limit on Lua's unpack)
+		switch l := args[0].(type) {
+		case []any:
+			args = l
+		case map[string]any: // an empty table
+			args = nil
+		}
+	}
 	cmds, err := queue(ctx, p, args)
 	if err != nil {
 		return nil, err

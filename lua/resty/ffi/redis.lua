@@ -399,6 +399,9 @@ for _, cmd in pairs({ "exec", "discard", "unwatch" }) do
             self._in_multi = false
             unpin(self)
         end
+        if res then
+            return res
+        end
         return res, err
     end
 end
