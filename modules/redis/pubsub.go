@@ -15,24 +15,44 @@ import (
 
 // subscription is a pub/sub connection behind a Lua handle.
 //
+// A reader goroutine reads every reply off the connection into a queue;
+// calls take from the queue, so a call that times out or is canceled never
+// loses a message: an item taken by a call whose caller already gave up
+// goes back to the front of the queue.
+//
 // Operations:
 //
 //	"recv"                  the next published message as a table
 //	                        {channel=, payload=, pattern=} (native surface;
-//	                        confirmations and pongs are skipped); the wait
-//	                        is bounded by the call's timeout
+//	                        confirmations and pongs are skipped)
 //	"read"                  the next reply of any kind, as the array
 //	                        lua-resty-redis's read_reply returns
 //	"subscribe" chans..     send the command, then return the next reply
-//	"psubscribe", "unsubscribe", "punsubscribe": the same
-//	"ping"                  send PING on the subscribed connection
+//	"psubscribe", "unsubscribe", "punsubscribe", "ping": the same
 type subscription struct {
-	ps *goredis.PubSub
-	mu sync.Mutex // one reader at a time
+	ps     *goredis.PubSub
+	items  chan item
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+
+	mu      sync.Mutex // one taker at a time; guards pending
+	pending []item     // taken by a call whose caller had gone
 }
 
-// defaultRecvWait bounds a read whose context has no deadline.
-const defaultRecvWait = time.Minute
+// item is one reply read off the connection, or the error that ended a read.
+type item struct {
+	msg any
+	err error
+}
+
+// queueSize bounds what the reader reads ahead; past it, the socket
+// buffers (and Redis's output buffer limits apply).
+const queueSize = 1024
+
+// readErrorPause spaces reads after a failure (the server is away; go-redis
+// reconnects and subscribes again on the next read).
+const readErrorPause = 100 * time.Millisecond
 
 func (r *Runtime) subscribe(ctx context.Context, args []any) (any, error) {
 	if len(args) < 2 {
@@ -58,7 +78,42 @@ func (r *Runtime) subscribe(ctx context.Context, args []any) (any, error) {
 		ps.Close()
 		return nil, transportError(err)
 	}
-	return &subscription{ps: ps}, nil
+	rctx, cancel := context.WithCancel(context.Background())
+	s := &subscription{ps: ps, items: make(chan item, queueSize), cancel: cancel, done: make(chan struct{})}
+	go s.read(rctx)
+	return s, nil
+}
+
+// read is the reader goroutine.
+func (s *subscription) read(ctx context.Context) {
+	defer close(s.done)
+	defer func() {
+		if r := recover(); r != nil {
+			core.Logf(core.LevelErr, "redis: pub/sub reader panic: %v", r)
+			select {
+			case s.items <- item{err: fmt.Errorf("redis: pub/sub reader failed: %v", r)}:
+			default:
+			}
+		}
+	}()
+	for {
+		msg, err := s.ps.Receive(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		select {
+		case s.items <- item{msg: msg, err: err}:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil {
+			select {
+			case <-time.After(readErrorPause):
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
 }
 
 func stringArgs(args []any) ([]string, error) {
@@ -80,44 +135,73 @@ func stringArgs(args []any) ([]string, error) {
 	return out, nil
 }
 
-// receive reads one reply within ctx's deadline. A read that times out
-// leaves the subscription intact (go-redis keeps the connection when the
-// timeout was asked for).
-func (s *subscription) receive(ctx context.Context) (any, error) {
-	wait := defaultRecvWait
-	if dl, ok := ctx.Deadline(); ok {
-		wait = time.Until(dl)
-		if wait <= 0 {
-			return nil, core.ErrTimeout
+// take returns the next item, waiting until ctx ends. Called with s.mu held.
+func (s *subscription) take(ctx context.Context) (item, error) {
+	if n := len(s.pending); n > 0 {
+		it := s.pending[0]
+		s.pending = s.pending[1:]
+		return it, nil
+	}
+	select {
+	case it := <-s.items:
+		return it, nil
+	case <-s.done:
+		select {
+		case it := <-s.items:
+			return it, nil
+		default:
 		}
+		return item{}, errors.New("closed")
+	case <-ctx.Done():
+		return item{}, ctx.Err()
 	}
-	msg, err := s.ps.ReceiveTimeout(ctx, wait)
-	if err != nil {
-		return nil, transportError(err)
+}
+
+// next takes the next item that keep accepts (every item when keep is
+// nil). An item taken when the caller had already gone back to Lua is
+// put back for the next call.
+func (s *subscription) next(ctx context.Context, keep func(any) bool) (any, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		it, err := s.take(ctx)
+		if err != nil {
+			return nil, transportError(err)
+		}
+		if it.err != nil {
+			return nil, transportError(it.err)
+		}
+		if keep != nil && !keep(it.msg) {
+			continue
+		}
+		if ctx.Err() != nil {
+			s.pending = append([]item{it}, s.pending...)
+			return nil, transportError(ctx.Err())
+		}
+		return it.msg, nil
 	}
-	return msg, nil
+}
+
+func isMessage(msg any) bool {
+	_, ok := msg.(*goredis.Message)
+	return ok
 }
 
 func (s *subscription) Call(ctx context.Context, op string, args []any) (any, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	switch op {
 	case "recv":
-		for {
-			msg, err := s.receive(ctx)
-			if err != nil {
-				return nil, err
-			}
-			if m, ok := msg.(*goredis.Message); ok {
-				out := map[string]any{"channel": m.Channel, "payload": m.Payload}
-				if m.Pattern != "" {
-					out["pattern"] = m.Pattern
-				}
-				return out, nil
-			}
+		msg, err := s.next(ctx, isMessage)
+		if err != nil {
+			return nil, err
 		}
+		m := msg.(*goredis.Message)
+		out := map[string]any{"channel": m.Channel, "payload": m.Payload}
+		if m.Pattern != "" {
+			out["pattern"] = m.Pattern
+		}
+		return out, nil
 	case "read":
-		msg, err := s.receive(ctx)
+		msg, err := s.next(ctx, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -142,7 +226,7 @@ func (s *subscription) Call(ctx context.Context, op string, args []any) (any, er
 		if err != nil {
 			return nil, transportError(err)
 		}
-		msg, err := s.receive(ctx)
+		msg, err := s.next(ctx, nil)
 		if err != nil {
 			return nil, err
 		}
@@ -171,9 +255,15 @@ func replyArray(msg any) any {
 	return fmt.Sprint(msg)
 }
 
-// Close closes the pub/sub connection; a read in progress fails at once.
+// Close closes the pub/sub connection and stops the reader; a call
+// waiting for a message ends with "closed".
 func (s *subscription) Close(context.Context) error {
-	err := s.ps.Close()
+	var err error
+	s.once.Do(func() {
+		s.cancel()
+		err = s.ps.Close()
+		<-s.done
+	})
 	if errors.Is(err, goredis.ErrClosed) {
 		return nil
 	}
