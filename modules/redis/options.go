@@ -28,6 +28,10 @@ type config struct {
 	uo      goredis.UniversalOptions
 	// replicas routes read-only commands to replicas (cluster and sentinel).
 	replicas bool
+	// autoPipeline sends single commands through go-redis's autopipeliner
+	// (off by default: on a loaded 2-core machine its extra goroutine
+	// hand-offs cost more than the batching saved, see docs/redis.md).
+	autoPipeline bool
 }
 
 // optionReader reads typed values out of the options map and remembers
@@ -143,7 +147,7 @@ var knownOptions = []string{
 	"connect_timeout", "dial_timeout", "read_timeout", "write_timeout",
 	"ssl", "ssl_verify", "server_name", "tls",
 	"master_name", "sentinel_addrs", "sentinel_username", "sentinel_password",
-	"read_from_replicas", "max_redirects",
+	"read_from_replicas", "max_redirects", "auto_pipeline",
 	// lua-resty-redis connect options that mean nothing to a Go pool
 	"pool", "backlog",
 }
@@ -275,6 +279,7 @@ func parseOptions(opts core.Options) (*config, error) {
 	}
 	uo.MaxRedirects = r.integer("max_redirects")
 	c.replicas = r.boolean("read_from_replicas", false)
+	c.autoPipeline = r.boolean("auto_pipeline", false)
 	uo.DisableIdentity = true // no CLIENT SETINFO round trip on each new connection
 
 	tlsConf, err := r.tlsConfig(addr, uo.Addrs)

@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -42,6 +43,12 @@ const closeTimeout = time.Second
 type Runtime struct {
 	cfg    *config
 	client goredis.UniversalClient
+	// cmd runs single commands: the client itself, or its autopipeliner,
+	// which batches the commands of concurrent requests into pipelines
+	// (blocking and connection-bound commands go to a pooled connection).
+	cmd    doer
+	apOnce sync.Once
+	ap     *goredis.AutoPipeliner
 }
 
 // New parses the options and builds the client; go-redis connects on the
@@ -51,7 +58,29 @@ func New(opts core.Options) (core.Object, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Runtime{cfg: cfg, client: cfg.newClient()}, nil
+	r := &Runtime{cfg: cfg, client: cfg.newClient()}
+	r.cmd = r.client
+	return r, nil
+}
+
+// commands returns what runs single commands, making the autopipeliner
+// on first use (it starts goroutines, which a factory should not).
+func (r *Runtime) commands() doer {
+	if !r.cfg.autoPipeline {
+		return r.client
+	}
+	r.apOnce.Do(func() {
+		ap, err := r.client.AutoPipeline()
+		if err != nil {
+			core.Logf(core.LevelWarn, "redis: auto-pipelining unavailable, sending commands one by one: %v", err)
+			return
+		}
+		r.ap = ap
+	})
+	if r.ap == nil {
+		return r.client
+	}
+	return r.ap
 }
 
 // doer is what runs one command: the pooled client or a dedicated Conn.
@@ -78,7 +107,7 @@ func do(ctx context.Context, c doer, op string, args []any) (any, error) {
 // Call serves the operations listed in the package comment.
 func (r *Runtime) Call(ctx context.Context, op string, args []any) (any, error) {
 	if len(op) == 0 || op[0] != '.' {
-		return do(ctx, r.client, op, args)
+		return do(ctx, r.commands(), op, args)
 	}
 	switch op {
 	case ".ping":
@@ -111,6 +140,10 @@ func (r *Runtime) Call(ctx context.Context, op string, args []any) (any, error) 
 
 // Close closes the client's pools.
 func (r *Runtime) Close(context.Context) error {
+	r.apOnce.Do(func() {}) // no autopipeliner from now on
+	if r.ap != nil {
+		r.ap.Close()
+	}
 	return r.client.Close()
 }
 
