@@ -39,7 +39,7 @@ var errNotStarted = errors.New("the Go runtime is not initialized (call rffi_ini
 //export rffi_init
 func rffi_init(cfg *C.char, cfgLen C.size_t, errBuf *C.char, errLen C.size_t) *C.rffi_shared_t {
 	if e := current.Load(); e != nil {
-		return (*C.rffi_shared_t)(e.bufs.sharedPtr())
+		return (*C.rffi_shared_t)(e.rings.sharedPtr())
 	}
 	var c Config
 	if frame := bytesOf(cfg, cfgLen); len(frame) > 0 {
@@ -54,11 +54,15 @@ func rffi_init(cfg *C.char, cfgLen C.size_t, errBuf *C.char, errLen C.size_t) *C
 			return nil
 		}
 	}
-	e := NewEngine(c)
+	e, err := NewEngine(c)
+	if err != nil {
+		writeErr(errBuf, errLen, err.Error())
+		return nil
+	}
 	if !current.CompareAndSwap(nil, e) {
 		e = current.Load()
 	}
-	return (*C.rffi_shared_t)(e.bufs.sharedPtr())
+	return (*C.rffi_shared_t)(e.rings.sharedPtr())
 }
 
 func parseConfig(m map[string]any) (Config, error) {
@@ -67,6 +71,8 @@ func parseConfig(m map[string]any) (Config, error) {
 		"max_in_flight":    &c.MaxInFlight,
 		"max_payload":      &c.MaxPayload,
 		"max_pending_logs": &c.MaxPendingLogs,
+		"pump_spins":       &c.PumpSpins,
+		"go_max_procs":     &c.GoMaxProcs,
 	}
 	for k, v := range m {
 		if p, ok := ints[k]; ok {
@@ -90,8 +96,8 @@ func parseConfig(m map[string]any) (Config, error) {
 			return c, fmt.Errorf("configuration: unknown option %q", k)
 		}
 	}
-	if c.MaxInFlight > MaxInFlight {
-		return c, fmt.Errorf("configuration: max_in_flight must be at most %d", MaxInFlight)
+	if c.MaxInFlight > 1<<20 {
+		return c, fmt.Errorf("configuration: max_in_flight must be at most %d", 1<<20)
 	}
 	return c, nil
 }
@@ -131,23 +137,14 @@ func rffi_open(name *C.char, nameLen C.size_t, opts *C.char, optsLen C.size_t, e
 	return C.int64_t(h)
 }
 
-//export rffi_submit
-func rffi_submit(obj C.uint64_t, op *C.char, opLen C.size_t, args *C.char, argsLen C.size_t, timeoutMs C.int32_t, flags C.int32_t) C.int64_t {
-	e := current.Load()
-	if e == nil {
-		return SubmitNotStarted
-	}
-	if int(argsLen) > e.cfg.MaxPayload {
-		// Checked before the frame is touched: nothing is allocated for it.
-		return SubmitTooLarge
-	}
-	return C.int64_t(e.Submit(Handle(obj), bytesOf(op, opLen), bytesOf(args, argsLen),
-		time.Duration(timeoutMs)*time.Millisecond, int(flags)))
-}
 
+// rffi_cancel and rffi_close are the slow path, for when the submission
+// ring is full; normally Lua pushes RFFI_CANCEL / RFFI_CLOSE records.
+//
 //export rffi_cancel
 func rffi_cancel(ticket C.uint64_t) C.int {
-	if e := current.Load(); e != nil && e.Cancel(uint64(ticket)) {
+	if e := current.Load(); e != nil {
+		e.start(&submission{kind: kindCancel, ticket: uint64(ticket)})
 		return 1
 	}
 	return 0
@@ -161,31 +158,6 @@ func rffi_close(h C.uint64_t) C.int {
 	return 0
 }
 
-// drainScratch is only touched by the worker thread (one caller at a time).
-var drainScratch []completion
-
-//export rffi_drain
-func rffi_drain(out *C.rffi_completion_t, max C.int, arm C.int) C.int {
-	e := current.Load()
-	if e == nil || max <= 0 {
-		return 0
-	}
-	if cap(drainScratch) < int(max) {
-		drainScratch = make([]completion, max)
-	}
-	scratch := drainScratch[:max]
-	n := e.drain(scratch, arm != 0)
-	dst := unsafe.Slice(out, int(max))
-	for i := 0; i < n; i++ {
-		c := &scratch[i]
-		dst[i] = C.rffi_completion_t{
-			ticket: C.uint64_t(c.ticket), status: C.int32_t(c.status), level: C.int32_t(c.level),
-			data: (*C.char)(c.data), len: C.size_t(c.size),
-		}
-		*c = completion{}
-	}
-	return C.int(n)
-}
 
 //export rffi_stats
 func rffi_stats(out **C.char, outLen *C.size_t) C.int {
@@ -197,18 +169,11 @@ func rffi_stats(out **C.char, outLen *C.size_t) C.int {
 	if err != nil {
 		return -1
 	}
-	p, n := e.bufs.alloc(b)
-	*out, *outLen = (*C.char)(p), C.size_t(n)
+	// A plain malloc'd copy the caller frees: stats are not on the hot path.
+	*out, *outLen = (*C.char)(C.CBytes(b)), C.size_t(len(b))
 	return 0
 }
 
-//export rffi_in_flight
-func rffi_in_flight() C.int64_t {
-	if e := current.Load(); e != nil {
-		return C.int64_t(e.tasks.inFlight())
-	}
-	return 0
-}
 
 //export rffi_shutdown
 func rffi_shutdown(timeoutMs C.int32_t, errBuf *C.char, errLen C.size_t) C.int {

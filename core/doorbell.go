@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -24,6 +26,10 @@ type doorbell struct {
 	// pending is a listener not yet connected to; closing it at shutdown
 	// removes its directory.
 	pending *net.UnixListener
+	rings   atomic.Uint64 // bytes written: how often the dispatcher was woken
+	// missed is a ring that came before the dispatcher's connection was
+	// accepted; it is delivered on accept, or the dispatcher would sleep.
+	missed bool
 }
 
 func newDoorbell(log func(int, string)) *doorbell {
@@ -85,6 +91,10 @@ func (d *doorbell) accept(ln *net.UnixListener, priv string) {
 		if d.pending == ln {
 			d.pending = nil
 		}
+		if d.missed {
+			d.missed = false
+			d.write(fd)
+		}
 		d.mu.Unlock()
 		if old != nil {
 			old.Close()
@@ -123,11 +133,21 @@ var ringByte = []byte{1}
 // full the dispatcher has unread rings already, so EAGAIN is fine.
 func (d *doorbell) ring() {
 	d.mu.Lock()
-	fd := d.raw
-	if fd >= 0 {
-		unix.Write(fd, ringByte)
+	if fd := d.raw; fd >= 0 {
+		d.write(fd)
+	} else {
+		d.missed = true
 	}
 	d.mu.Unlock()
+}
+
+func (d *doorbell) write(fd int) {
+	// A raw send: the socket is non-blocking, and a plain syscall would
+	// wake Go's sysmon thread each time. MSG_NOSIGNAL: a dispatcher that
+	// went away must not bring SIGPIPE.
+	unix.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&ringByte[0])), 1,
+		unix.MSG_NOSIGNAL, 0, 0)
+	d.rings.Add(1)
 }
 
 func (d *doorbell) close() {

@@ -4,44 +4,44 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
-)
 
-// Submit outcomes below zero, mirrored in resty/ffi.lua.
-const (
-	SubmitBusy          = -1
-	SubmitClosing       = -2
-	SubmitUnknownObject = -3
-	SubmitTooLarge      = -4
-	SubmitNotStarted    = -5
+	"golang.org/x/sys/unix"
 )
-
-// FlagNoReply marks a fire-and-forget submit: its result is counted, not
-// queued, and no C buffer is allocated for it.
-const FlagNoReply = 1
 
 // Config is set once, from rffi.configure / the first load.
 type Config struct {
-	MaxInFlight    int    // size of the task table ("busy" beyond it)
+	MaxInFlight    int    // calls accepted and not yet delivered ("busy" beyond)
 	MaxPayload     int    // largest argument frame accepted, in bytes
 	SocketDir      string // where the doorbell's private directory goes
 	MaxPendingLogs int    // log records waiting for the dispatcher
+	PumpSpins      int    // how many times the idle pump yields before sleeping
+	GoMaxProcs     int    // GOMAXPROCS for this worker's Go runtime (default 1)
 }
 
 func (c *Config) setDefaults() {
 	if c.MaxInFlight <= 0 {
-		c.MaxInFlight = 65536
+		c.MaxInFlight = 16384
 	}
 	if c.MaxPayload <= 0 {
 		c.MaxPayload = 64 << 20
 	}
 	if c.MaxPendingLogs <= 0 {
-		c.MaxPendingLogs = 10000
+		c.MaxPendingLogs = 4096
+	}
+	if c.GoMaxProcs <= 0 {
+		// One P per worker: nginx runs a worker per core, and a single P
+		// avoids waking idle Ps on every hand-off (measured in bench/).
+		c.GoMaxProcs = 1
+	}
+	if c.PumpSpins <= 0 {
+		c.PumpSpins = 50
 	}
 }
 
@@ -50,34 +50,48 @@ type Engine struct {
 	cfg     Config
 	ctx     context.Context
 	stop    context.CancelFunc
-	tasks   *taskTable
+	rings   *rings
+	wake    *os.File // eventfd the pump sleeps on
 	handles *handleTable
-	queue   completionQueue
 	bell    *doorbell
-	bufs    *cBuffers
 	running sync.WaitGroup
 	closing atomic.Bool
+	pumpEnd chan struct{}
+
+	cancelMu sync.Mutex
+	cancels  map[uint64]context.CancelFunc
 
 	statsMu  sync.Mutex
 	runtimes map[string]*RuntimeStats
 
 	logsDropped atomic.Uint64
+	pumpWakeups atomic.Uint64 // times the pump slept and was woken by Lua
 	ops         sync.Map // interned operation names
 }
 
-// NewEngine starts an engine. Nothing runs until the first submit.
-func NewEngine(cfg Config) *Engine {
+// NewEngine creates the shared memory and starts the pump goroutine.
+func NewEngine(cfg Config) (*Engine, error) {
 	cfg.setDefaults()
+	if cfg.GoMaxProcs > 0 {
+		runtime.GOMAXPROCS(cfg.GoMaxProcs)
+	}
+	fd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("creating the pump's eventfd: %w", err)
+	}
 	e := &Engine{
 		cfg:      cfg,
-		tasks:    newTaskTable(cfg.MaxInFlight),
+		rings:    newRings(cfg, fd),
+		wake:     os.NewFile(uintptr(fd), "resty-ffi-pump"),
 		handles:  newHandleTable(),
-		bufs:     newCBuffers(),
+		cancels:  map[uint64]context.CancelFunc{},
 		runtimes: map[string]*RuntimeStats{},
+		pumpEnd:  make(chan struct{}),
 	}
 	e.ctx, e.stop = context.WithCancel(context.Background())
 	e.bell = newDoorbell(e.Log)
-	return e
+	go e.pump()
+	return e, nil
 }
 
 func (e *Engine) runtimeStats(name string) *RuntimeStats {
@@ -100,7 +114,7 @@ func (e *Engine) Open(name string, optsFrame []byte) (h Handle, err error) {
 	if err != nil {
 		return 0, err
 	}
-	var opts Options
+	opts := Options{}
 	if len(optsFrame) > 0 {
 		v, err := Decode(optsFrame)
 		if err != nil {
@@ -113,9 +127,6 @@ func (e *Engine) Open(name string, optsFrame []byte) (h Handle, err error) {
 		default:
 			return 0, fmt.Errorf("%s options: a table with string keys expected, got %T", name, v)
 		}
-	}
-	if opts == nil {
-		opts = Options{}
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -139,46 +150,142 @@ func (e *Engine) intern(op []byte) string {
 	return s
 }
 
-// Submit starts op on object h with the encoded argument frame args (which
-// it copies). It never blocks. It returns a ticket (> 0) or a Submit* code.
-func (e *Engine) Submit(h Handle, op []byte, args []byte, timeout time.Duration, flags int) int64 {
-	if e.closing.Load() {
-		return SubmitClosing
+// pump is the one goroutine that takes submissions off the ring and turns
+// them into goroutines. It yields a few times when the ring is empty (a
+// busy worker keeps it awake without system calls), then sleeps on the
+// eventfd, which Lua writes only when it sees the pump asleep.
+func (e *Engine) pump() {
+	defer close(e.pumpEnd)
+	batch := make([]submission, 256)
+	var wakeBuf [8]byte
+	for {
+		n := e.rings.popSubmissions(batch)
+		for i := 0; i < n; i++ {
+			e.start(&batch[i])
+			batch[i] = submission{}
+		}
+		if n > 0 {
+			continue
+		}
+		if e.ctx.Err() != nil {
+			return
+		}
+		idle := true
+		for i := 0; i < e.cfg.PumpSpins && idle; i++ {
+			runtime.Gosched()
+			idle = e.rings.sqEmpty()
+		}
+		if !idle {
+			continue
+		}
+		e.rings.setParked(1)
+		if !e.rings.sqEmpty() {
+			e.rings.setParked(0)
+			continue
+		}
+		e.pumpWakeups.Add(1)
+		if err := e.sleepOnEventfd(wakeBuf[:]); err != nil && e.ctx.Err() == nil {
+			// cannot happen short of a closed fd; do not spin on it
+			e.Log(LevelErr, "pump: reading its eventfd: "+err.Error())
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
-	if len(args) > e.cfg.MaxPayload {
-		return SubmitTooLarge
+}
+
+// sleepOnEventfd waits until Lua writes the eventfd. The read itself is a
+// raw system call: the fd is non-blocking, and a plain syscall would wake
+// Go's sysmon thread on every round, which costs more than the read.
+func (e *Engine) sleepOnEventfd(buf []byte) error {
+	rc, err := e.wake.SyscallConn()
+	if err != nil {
+		return err
 	}
-	ent := e.handles.get(h)
+	var rerr error
+	err = rc.Read(func(fd uintptr) bool {
+		_, _, errno := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
+		if errno == unix.EAGAIN {
+			return false // not yet: park in the netpoller
+		}
+		if errno != 0 {
+			rerr = errno
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	return rerr
+}
+
+// start handles one submission record.
+func (e *Engine) start(s *submission) {
+	switch s.kind {
+	case kindCancel:
+		e.cancelMu.Lock()
+		cancel := e.cancels[s.ticket]
+		e.cancelMu.Unlock()
+		if cancel != nil {
+			cancel()
+		}
+		return
+	case kindClose:
+		e.CloseHandle(s.object)
+		return
+	}
+	data := s.data
+	noReply := s.kind == kindSubmit
+	ent := e.handles.get(s.object)
 	if ent == nil {
-		return SubmitUnknownObject
+		e.finish(s.ticket, noReply, nil, StatusError, "closed", nil)
+		return
 	}
 	var ctx context.Context
 	var cancel context.CancelFunc
-	if timeout > 0 {
-		ctx, cancel = context.WithTimeout(e.ctx, timeout)
+	// A waited-for call is canceled by Lua when its wait times out (an
+	// RFFI_CANCEL record), so only fire-and-forget calls need a Go timer.
+	if noReply && s.timeout > 0 {
+		ctx, cancel = context.WithTimeout(e.ctx, time.Duration(s.timeout)*time.Millisecond)
 	} else {
 		ctx, cancel = context.WithCancel(e.ctx)
 	}
-	ticket, ok := e.tasks.acquire(cancel)
-	if !ok {
-		cancel()
-		return SubmitBusy
+	if !noReply {
+		e.cancelMu.Lock()
+		e.cancels[s.ticket] = cancel
+		e.cancelMu.Unlock()
 	}
 	t := &task{
-		engine: e, entry: ent, ticket: ticket, ctx: ctx, cancel: cancel,
-		op: e.intern(op), args: append([]byte(nil), args...), noReply: flags&FlagNoReply != 0,
+		engine: e, entry: ent, ticket: s.ticket, ctx: ctx, cancel: cancel,
+		op: e.intern(data[:s.opLen]), args: data[s.opLen:], noReply: noReply,
 	}
 	ent.stats.Submitted.Add(1)
 	ent.stats.InFlight.Add(1)
-	ent.stats.BytesIn.Add(uint64(len(args)))
+	ent.stats.BytesIn.Add(uint64(len(t.args)))
 	e.running.Add(1)
 	go t.run()
-	return int64(ticket)
 }
 
-// Cancel cancels a task's context; its result, if any, is still queued so
-// its buffer has an owner (the dispatcher frees results nobody waits for).
-func (e *Engine) Cancel(ticket uint64) bool { return e.tasks.cancel(ticket) }
+// finish publishes a result (or, for fire-and-forget calls, only counts it).
+func (e *Engine) finish(ticket uint64, noReply bool, enc *Encoder, status int32, msg string, detail any) {
+	if noReply {
+		e.rings.finishNoReply()
+		return
+	}
+	if enc == nil {
+		local := Encoder{Buf: getBuffer()}
+		local.ArrayHeader(2)
+		local.String(msg)
+		if local.Encode(detail) != nil {
+			local.Buf = append(local.Buf, 0xc0)
+		}
+		enc = &local
+	}
+	// the ring owns the buffer from here on
+	buf := enc.Buf
+	enc.Buf = nil
+	if _, ring := e.rings.pushCompletion(ticket, status, 0, buf); ring {
+		e.bell.ring()
+	}
+}
 
 // CloseHandle removes h and closes its object in the background.
 func (e *Engine) CloseHandle(h Handle) bool {
@@ -186,7 +293,9 @@ func (e *Engine) CloseHandle(h Handle) bool {
 	if ent == nil {
 		return false
 	}
+	e.running.Add(1)
 	go func() {
+		defer e.running.Done()
 		ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
 		defer cancel()
 		e.closeObject(ctx, ent)
@@ -208,31 +317,27 @@ func (e *Engine) closeObject(ctx context.Context, ent *entry) {
 // Listen opens a doorbell socket and returns its path.
 func (e *Engine) Listen() (string, error) { return e.bell.listen(e.cfg.SocketDir) }
 
-// Drain moves finished completions into out (see completionQueue.drain).
-func (e *Engine) drain(out []completion, arm bool) int { return e.queue.drain(out, arm) }
-
-func (e *Engine) complete(c completion) {
-	if e.queue.push(c) {
-		e.bell.ring()
-	}
-}
-
-// Shutdown stops taking work, waits for running tasks until the deadline,
-// then closes every object (children first), each with what is left of
-// the deadline, and finally cancels whatever still runs.
+// Shutdown stops taking calls, waits for running ones until the deadline,
+// then closes every object (children first) with what is left of it, and
+// finally cancels whatever still runs.
 func (e *Engine) Shutdown(timeout time.Duration) error {
 	if !e.closing.CompareAndSwap(false, true) {
 		return nil
 	}
+	e.rings.setClosing()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	// Records pushed before closing was set are still taken by the pump.
+	for !e.rings.sqEmpty() && ctx.Err() == nil {
+		time.Sleep(time.Millisecond)
+	}
 	done := make(chan struct{})
 	go func() { e.running.Wait(); close(done) }()
 	var errs []error
 	select {
 	case <-done:
 	case <-ctx.Done():
-		errs = append(errs, fmt.Errorf("%d tasks still running at the deadline", e.tasks.inFlight()))
+		errs = append(errs, fmt.Errorf("%d calls still running at the deadline", e.rings.inFlight()))
 	}
 	children, roots := e.handles.takeAll()
 	for _, group := range [][]*entry{children, roots} {
@@ -244,22 +349,19 @@ func (e *Engine) Shutdown(timeout time.Duration) error {
 		wg.Wait()
 	}
 	e.stop()
+	e.rings.setParked(0)
+	unix.Write(int(e.wake.Fd()), []byte{1, 0, 0, 0, 0, 0, 0, 0})
 	select {
 	case <-done:
 	case <-time.After(100 * time.Millisecond):
 	}
+	<-e.pumpEnd
 	e.bell.close()
+	e.rings.unpinAll()
 	if ctx.Err() != nil {
 		errs = append(errs, errors.New("deadline passed while closing runtimes"))
 	}
 	return errors.Join(errs...)
-}
-
-// ReleaseUndrained frees the buffers of completions nobody will drain.
-func (e *Engine) ReleaseUndrained() {
-	for _, c := range e.queue.takeAll() {
-		e.bufs.free(c.data)
-	}
 }
 
 // task is one submitted call.
@@ -270,31 +372,31 @@ type task struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	op      string
-	args    []byte
+	args    []byte // the encoded argument frame
 	noReply bool
 }
 
-var encoderPool = sync.Pool{New: func() any { return &Encoder{Buf: make([]byte, 0, 256)} }}
+var encoderPool = sync.Pool{New: func() any { return &Encoder{} }}
+
+func (t *task) call() (res any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic in %s: %v", t.op, r)
+			t.engine.Log(LevelErr, err.Error()+"\n"+string(debug.Stack()))
+		}
+	}()
+	args, err := DecodeArgs(t.args)
+	t.args = nil
+	if err != nil {
+		return nil, fmt.Errorf("%s: decoding arguments: %w", t.op, err)
+	}
+	return t.entry.obj.Call(t.ctx, t.op, args)
+}
 
 func (t *task) run() {
 	e, st := t.engine, t.entry.stats
-	var res any
-	var err error
-	func() {
-		defer func() {
-			if r := recover(); r != nil {
-				err = fmt.Errorf("panic in %s: %v", t.op, r)
-				e.Log(LevelErr, err.Error()+"\n"+string(debug.Stack()))
-			}
-		}()
-		var args []any
-		args, err = DecodeArgs(t.args)
-		if err != nil {
-			err = fmt.Errorf("%s: decoding arguments: %w", t.op, err)
-			return
-		}
-		res, err = t.entry.obj.Call(t.ctx, t.op, args)
-	}()
+	defer e.running.Done()
+	res, err := t.call()
 	if err != nil && t.ctx.Err() != nil {
 		if errors.Is(t.ctx.Err(), context.DeadlineExceeded) {
 			err = ErrTimeout
@@ -302,11 +404,12 @@ func (t *task) run() {
 		st.Canceled.Add(1)
 	}
 	t.cancel()
-	defer func() {
-		st.InFlight.Add(-1)
-		e.tasks.release(t.ticket)
-		e.running.Done()
-	}()
+	if !t.noReply {
+		e.cancelMu.Lock()
+		delete(e.cancels, t.ticket)
+		e.cancelMu.Unlock()
+	}
+	st.InFlight.Add(-1)
 	if t.noReply {
 		if err != nil {
 			st.Failed.Add(1)
@@ -316,10 +419,11 @@ func (t *task) run() {
 		} else {
 			st.Completed.Add(1)
 		}
+		e.finish(t.ticket, true, nil, 0, "", nil)
 		return
 	}
 	enc := encoderPool.Get().(*Encoder)
-	enc.Buf = enc.Buf[:0]
+	enc.Buf = getBuffer()
 	enc.Register = func(o Object) (Handle, error) {
 		return e.handles.add(&entry{obj: o, stats: st}), nil
 	}
@@ -338,12 +442,9 @@ func (t *task) run() {
 		st.Completed.Add(1)
 	}
 	st.BytesOut.Add(uint64(len(enc.Buf)))
-	p, n := e.bufs.alloc(enc.Buf)
+	e.finish(t.ticket, false, enc, status, "", nil)
 	enc.Register = nil
-	if cap(enc.Buf) <= 1<<20 {
-		encoderPool.Put(enc)
-	}
-	e.complete(completion{ticket: t.ticket, status: status, data: p, size: n})
+	encoderPool.Put(enc)
 }
 
 // encodeError writes [message, detail] for the Lua side.

@@ -40,10 +40,8 @@ func Logf(level int, format string, args ...any) { Log(level, fmt.Sprintf(format
 
 // Log queues a record for the dispatcher, which writes it with ngx.log.
 func (e *Engine) Log(level int, msg string) {
-	p, n := e.bufs.alloc([]byte(msg))
-	accepted, ring := e.queue.pushLog(completion{status: StatusLog, level: int32(level), data: p, size: n}, e.cfg.MaxPendingLogs)
+	accepted, ring := e.rings.pushCompletion(0, StatusLog, int32(level), append(getBuffer(), msg...))
 	if !accepted {
-		e.bufs.free(p)
 		e.logsDropped.Add(1)
 		return
 	}

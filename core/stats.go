@@ -15,6 +15,7 @@ type RuntimeStats struct {
 
 // Stats is what rffi.stats() returns, as a map ready for the codec.
 func (e *Engine) Stats() map[string]any {
+	e.rings.reclaim()
 	rts := map[string]any{}
 	e.statsMu.Lock()
 	for name, s := range e.runtimes {
@@ -31,14 +32,17 @@ func (e *Engine) Stats() map[string]any {
 	e.statsMu.Unlock()
 	return map[string]any{
 		"runtimes":          rts,
-		"in_flight":         e.tasks.inFlight(),
-		"max_in_flight":     len(e.tasks.slots),
-		"queue_depth":       e.queue.depth(),
-		"buffers_allocated": e.bufs.allocated.Load(),
-		"buffers_freed":     e.bufs.freed(),
+		"in_flight":         e.rings.inFlight(),
+		"max_in_flight":     e.cfg.MaxInFlight,
+		"submit_queue":      e.rings.sqDepth(),
+		"queue_depth":       e.rings.cqDepth(),
+		"buffers_allocated": e.rings.allocs.Load(),
+		"buffers_freed":     e.rings.released.Load(),
 		"handles":           e.handles.len(),
 		"goroutines":        NumGoroutine(),
 		"logs_dropped":      e.logsDropped.Load(),
 		"closing":           e.closing.Load(),
+		"doorbell_rings":    e.bell.rings.Load(),
+		"pump_wakeups":      e.pumpWakeups.Load(),
 	}
 }

@@ -6,6 +6,7 @@ package main
 
 import (
 	_ "github.com/lua-resty-ffi-go/lua-resty-ffi-go/core"
+	_ "github.com/lua-resty-ffi-go/lua-resty-ffi-go/examples/hello"
 	_ "github.com/lua-resty-ffi-go/lua-resty-ffi-go/modules/echo"
 	_ "github.com/lua-resty-ffi-go/lua-resty-ffi-go/modules/redis"
 )

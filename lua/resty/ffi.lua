@@ -43,8 +43,15 @@ local sema_new = semaphore.new
 
 ffi.cdef [[
 typedef struct {
-    uint64_t buffers_freed;
-} rffi_shared_t;
+    uint64_t ticket;
+    uint64_t object;
+    int32_t  kind;
+    int32_t  timeout_ms;
+    uint32_t op_len;
+    uint32_t pad;
+    char    *data;
+    size_t   len;
+} rffi_task_t;
 
 typedef struct {
     uint64_t ticket;
@@ -54,17 +61,46 @@ typedef struct {
     size_t   len;
 } rffi_completion_t;
 
+typedef struct {
+    uint64_t sq_tail;
+    char     pad0[56];
+    uint64_t sq_head;
+    int32_t  pump_parked;
+    int32_t  wake_fd;
+    char     pad1[48];
+    uint64_t cq_tail;
+    int32_t  armed;
+    int32_t  pad2;
+    char     pad3[48];
+    uint64_t cq_head;
+    uint64_t cq_taken;
+    uint64_t sq_freed;
+    char     pad4[40];
+    int64_t  in_flight;
+    int64_t  max_in_flight;
+    int64_t  max_payload;
+    int32_t  closing;
+    uint32_t sq_mask;
+    uint32_t cq_mask;
+    int32_t  defer_wake;
+    rffi_task_t       *sq;
+    rffi_completion_t *cq;
+} rffi_shared_t;
+
+int64_t rffi_push(rffi_shared_t *s, int32_t kind, uint64_t ticket, uint64_t object,
+                  const char *op, size_t op_len, const char *args, size_t args_len,
+                  int32_t timeout_ms);
+int     rffi_pop_completions(rffi_shared_t *s, rffi_completion_t *out, int max);
+int     rffi_done_completions(rffi_shared_t *s);
+void    rffi_wake_pump(rffi_shared_t *s);
+
 rffi_shared_t *rffi_init(const char *cfg, size_t cfg_len, char *err, size_t err_len);
 int     rffi_listen(char *path, size_t path_len, char *err, size_t err_len);
 int64_t rffi_open(const char *name, size_t name_len, const char *opts, size_t opts_len,
                   char *err, size_t err_len);
-int64_t rffi_submit(uint64_t object, const char *op, size_t op_len,
-                    const char *args, size_t args_len, int32_t timeout_ms, int32_t flags);
 int     rffi_cancel(uint64_t ticket);
 int     rffi_close(uint64_t handle);
-int     rffi_drain(rffi_completion_t *out, int max, int arm);
 int     rffi_stats(char **out, size_t *out_len);
-int64_t rffi_in_flight(void);
 void    rffi_wake(void);
 int     rffi_shutdown(int32_t timeout_ms, char *err, size_t err_len);
 void    free(void *p);
@@ -73,14 +109,14 @@ void    free(void *p);
 local _M = { _VERSION = "0.1.0" }
 
 local STATUS_OK, STATUS_ERROR, STATUS_LOG = 0, 1, 2
-local FLAG_NO_REPLY = 1
+-- submission kinds and outcomes (core/rffi.h)
+local KIND_CALL, KIND_SUBMIT, KIND_CANCEL, KIND_CLOSE = 0, 1, 2, 3
 local BATCH = 256
 local submit_errors = {
     [-1] = "busy",
     [-2] = "closing",
-    [-3] = "closed",
     [-4] = "payload too large",
-    [-5] = "not loaded",
+    [-6] = "out of memory",
 }
 
 -- Phases where a light thread cannot yield, so a call cannot wait.
@@ -94,11 +130,14 @@ local config = {
     path = nil,              -- explicit path of resty_ffi_go.so
     call_timeout = 60000,    -- ms, for calls that give none
     shutdown_timeout = 5000, -- ms, for flushing runtimes at worker exit
-    max_in_flight = nil,     -- Go's default (65536)
+    max_in_flight = nil,     -- Go's default (16384)
     max_payload = nil,       -- Go's default (64 MiB)
     socket_dir = nil,        -- Go's default (os.TempDir())
 }
-local go_config_keys = { max_in_flight = true, max_payload = true, socket_dir = true }
+local go_config_keys = {
+    max_in_flight = true, max_payload = true, socket_dir = true,
+    max_pending_logs = true, pump_spins = true, go_max_procs = true,
+}
 
 local lib            -- the loaded library (ffi.load), once per worker
 local shared         -- rffi_shared_t *, written by the dispatcher
@@ -114,6 +153,29 @@ local waiting = {}
 local waiting_count = 0
 local spare_waiters = {}
 local last_submit = 0
+local next_ticket = 1
+-- The pump wake-up of an event-loop round: pushes that find the Go pump
+-- asleep post this semaphore once; the waker thread resumes after the
+-- round's handlers (posted events run last) and writes the eventfd once.
+local waker_sema = sema_new(0)
+local wake_posted = false
+
+local function wake_pump_later()
+    if not wake_posted then
+        wake_posted = true
+        waker_sema:post(1)
+    end
+end
+
+-- push_control sends a cancel or close record; false when the ring is full.
+local function push_control(kind, ticket, id)
+    local rc = lib.rffi_push(shared, kind, ticket, id, nil, 0, nil, 0, 0)
+    if rc == 1 then
+        wake_pump_later()
+        return true
+    end
+    return rc == 0
+end
 
 local function go_error(prefix)
     return prefix .. ffi_string(err_buf)
@@ -204,10 +266,16 @@ end
 local object_mt = {}
 object_mt.__index = object_mt
 
-local function close_handle(anchor)
+local function push_close(id)
     if lib and not closed then
-        lib.rffi_close(anchor[0])
+        if not push_control(KIND_CLOSE, 0, id) then
+            lib.rffi_close(id) -- the ring is full: take the slow path
+        end
     end
+end
+
+local function close_handle(anchor)
+    push_close(anchor[0])
 end
 
 local function new_object(id, kind, owned)
@@ -219,8 +287,17 @@ local function new_object(id, kind, owned)
     return obj
 end
 
+-- One Lua owner per Go handle: a handle that comes back (an echo, a
+-- result naming an existing object) gets the wrapper already alive.
+local live_handles = setmetatable({}, { __mode = "v" })
+
 codec.wrap_handle = function(id)
-    return new_object(id, "handle", true)
+    local obj = live_handles[id]
+    if not obj then
+        obj = new_object(id, "handle", true)
+        live_handles[id] = obj
+    end
+    return obj
 end
 
 codec.handle_id = function(v)
@@ -267,7 +344,7 @@ local function check_object(obj, fname)
     end
 end
 
-local function submit(obj, op, timeout, flags, first, nargs, ...)
+local function submit(obj, op, timeout, kind, first, nargs, ...)
     if type(op) ~= "string" then
         error("resty.ffi: the operation name must be a string, got " .. type(op), 3)
     end
@@ -281,12 +358,17 @@ local function submit(obj, op, timeout, flags, first, nargs, ...)
         return nil, "closed"
     end
     local p, n = encode_args(first, nargs, ...)
-    local ticket = lib.rffi_submit(obj.id, op, #op, p, n, timeout, flags)
-    if ticket < 0 then
-        return nil, submit_errors[tonumber(ticket)] or "submit failed"
+    local ticket = next_ticket
+    local rc = lib.rffi_push(shared, kind, ticket, obj.id, op, #op, p, n, timeout)
+    if rc ~= 0 then
+        if rc < 0 then
+            return nil, submit_errors[tonumber(rc)] or "submit failed"
+        end
+        wake_pump_later()
     end
+    next_ticket = ticket + 1
     last_submit = ngx_now()
-    return tonumber(ticket)
+    return ticket
 end
 
 local function get_waiter()
@@ -312,7 +394,9 @@ local function wait(ticket, timeout)
         end
         if not w.done then
             -- Go cancels the context; the late result is freed on arrival.
-            lib.rffi_cancel(ticket)
+            if not push_control(KIND_CANCEL, ticket, 0) then
+                lib.rffi_cancel(ticket) -- the ring is full: take the slow path
+            end
             if err == "timeout" then
                 return nil, "timeout"
             end
@@ -326,6 +410,9 @@ local function wait(ticket, timeout)
     spare_waiters[#spare_waiters + 1] = w
     if status == STATUS_OK then
         return value
+    end
+    if detail == nil then
+        return nil, value
     end
     return nil, value, detail
 end
@@ -364,7 +451,7 @@ function object_mt.call(obj, op, ...)
     end
     local timeout = config.call_timeout
     local ticket
-    ticket, err = submit(obj, op, timeout, 0, 1, select("#", ...), ...)
+    ticket, err = submit(obj, op, timeout, KIND_CALL, 1, select("#", ...), ...)
     if not ticket then
         return nil, err
     end
@@ -380,7 +467,7 @@ function object_mt.call_timeout(obj, timeout, op, ...)
         return nil, err
     end
     local ticket
-    ticket, err = submit(obj, op, timeout, 0, 1, select("#", ...), ...)
+    ticket, err = submit(obj, op, timeout, KIND_CALL, 1, select("#", ...), ...)
     if not ticket then
         return nil, err
     end
@@ -391,7 +478,7 @@ end
 -- phase; the result is dropped, failures are logged by Go.
 function object_mt.submit(obj, op, ...)
     check_object(obj, "submit")
-    local ticket, err = submit(obj, op, config.call_timeout, FLAG_NO_REPLY, 1, select("#", ...), ...)
+    local ticket, err = submit(obj, op, config.call_timeout, KIND_SUBMIT, 1, select("#", ...), ...)
     if not ticket then
         return nil, err
     end
@@ -417,9 +504,7 @@ function object_mt.close(obj)
         ffi_gc(obj.anchor, nil)
         obj.anchor = nil
     end
-    if lib and not closed then
-        lib.rffi_close(obj.id)
-    end
+    push_close(obj.id)
     return true
 end
 
@@ -438,11 +523,13 @@ _M.empty_array = codec.empty_array
 
 local log_prefix = "resty.ffi(go): "
 
--- drain_all moves every completion to its waiter; returns how many.
+-- drain_all moves every completion to its waiter; returns how many. The
+-- buffers belong to Go: they are read (decoded) here, before
+-- rffi_done_completions hands them back.
 local function drain_all()
     local total = 0
-    while true do
-        local n = lib.rffi_drain(completions, BATCH, 1)
+    repeat
+        local n = lib.rffi_pop_completions(shared, completions, BATCH)
         for i = 0, n - 1 do
             local c = completions[i]
             local status = c.status
@@ -473,16 +560,10 @@ local function drain_all()
                     w.sema:post(1)
                 end
             end
-            C.free(c.data)
-        end
-        if n > 0 then
-            shared.buffers_freed = shared.buffers_freed + n
         end
         total = total + n
-        if n < BATCH then
-            return total
-        end
-    end
+    until lib.rffi_done_completions(shared) == 0
+    return total
 end
 
 -- After the worker starts exiting: let accepted work finish (bounded),
@@ -494,7 +575,7 @@ local function shutdown_runtime()
     local deadline = ngx_now() + config.shutdown_timeout / 1000
     while ngx_now() < deadline do
         drain_all()
-        if waiting_count == 0 and tonumber(lib.rffi_in_flight()) == 0
+        if waiting_count == 0 and shared.in_flight == 0
            and ngx_now() - last_submit > 0.1
         then
             break
@@ -508,12 +589,35 @@ local dispatcher_running = false
 local exit_watch_started = false
 local DAY_MS = 86400000
 
+local waker_running = false
+
 local function exit_watch(premature)
     -- Pending timers run early (premature) when the worker exits: wake the
-    -- dispatcher so it notices, instead of sleeping on its socket.
+    -- dispatcher and the waker so they notice, instead of sleeping on.
     if premature and lib then
         lib.rffi_wake()
+        waker_sema:post(1)
     end
+end
+
+local function waker(premature)
+    if premature or closed then
+        return
+    end
+    waker_running = true
+    shared.defer_wake = 1
+    while not closed do
+        local ok = waker_sema:wait(DAY_MS / 1000)
+        wake_posted = false
+        lib.rffi_wake_pump(shared)
+        if worker_exiting() then
+            break
+        end
+    end
+    -- from now on rffi_push wakes the pump itself
+    shared.defer_wake = 0
+    lib.rffi_wake_pump(shared)
+    waker_running = false
 end
 
 local function dispatcher(premature)
@@ -568,6 +672,12 @@ start_dispatcher = function()
         return nil, "resty.ffi: cannot start the dispatcher: " .. tostring(err)
     end
     dispatcher_running = true
+    if not waker_running then
+        ok, err = timer_at(0, waker)
+        if not ok then
+            ngx_log(ngx_WARN, "resty.ffi: cannot start the waker thread: ", err)
+        end
+    end
     if not exit_watch_started then
         ok, err = timer_at(DAY_MS / 1000 * 365, exit_watch)
         if ok then
@@ -591,11 +701,9 @@ function _M.stats()
     end
     local v, err = decode(stats_out[0], stats_len[0])
     C.free(stats_out[0])
-    shared.buffers_freed = shared.buffers_freed + 1
     if not v then
         return nil, err
     end
-    -- both buffer counters were read before this reply's own buffer
     v.waiting = waiting_count
     return v
 end

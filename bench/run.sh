@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# make bench: runs bench/core/run.sh, then every bench/<module>/run.sh, and
+# writes their Markdown sections into bench/RESULTS.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=$PATH:/usr/local/go/bin
+export BENCH_ROOT=$PWD
+out=bench/RESULTS.md
+tmp=$(mktemp)
+{
+    echo "# Benchmark results"
+    echo
+    echo "Made by \`make bench\` (bench/run.sh) on $(date -u +%Y-%m-%d), $(nproc) cores, $(uname -sr),"
+    echo "$(/usr/sbin/nginx -v 2>&1 | sed 's/.*: //'), $(go version | awk '{print $3}'). Load average before: $(cut -d' ' -f1-3 /proc/loadavg)."
+    echo
+} > "$tmp"
+suites=(bench/core/run.sh)
+for s in bench/*/run.sh; do
+    [ "$s" = bench/core/run.sh ] || suites+=("$s")
+done
+if [ -n "${BENCH_ONLY:-}" ]; then
+    suites=("bench/$BENCH_ONLY/run.sh")
+fi
+for s in "${suites[@]}"; do
+    echo "bench: running $s" >&2
+    if ! "$s" >> "$tmp"; then
+        echo "bench: $s failed" >&2
+        echo "**$s failed: see the make bench output.**" >> "$tmp"
+        echo >> "$tmp"
+    fi
+done
+mv "$tmp" "$out"
+cat "$out"

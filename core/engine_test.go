@@ -1,0 +1,309 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fakeObject is a small runtime for the engine tests.
+type fakeObject struct {
+	closed atomic.Int32
+}
+
+func (f *fakeObject) Call(ctx context.Context, op string, args []any) (any, error) {
+	switch op {
+	case "echo":
+		return args, nil
+	case "sleep":
+		select {
+		case <-time.After(time.Duration(args[0].(int64)) * time.Millisecond):
+			return "slept", nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	case "panic":
+		panic("boom")
+	case "detail":
+		return nil, testDetailErr{}
+	case "child":
+		return &fakeObject{}, nil
+	}
+	return nil, UnknownOp("fake", op)
+}
+
+func (f *fakeObject) Close(context.Context) error {
+	f.closed.Add(1)
+	return nil
+}
+
+type testDetailErr struct{}
+
+func (testDetailErr) Error() string { return "with detail" }
+func (testDetailErr) Detail() any   { return map[string]any{"code": "X1"} }
+
+func init() {
+	Register("fake", func(opts Options) (Object, error) {
+		if _, bad := opts["fail"]; bad {
+			return nil, errors.New("fake: refused")
+		}
+		return &fakeObject{}, nil
+	})
+}
+
+func newTestEngine(t *testing.T, cfg Config) *Engine {
+	t.Helper()
+	clear(popped)
+	e, err := NewEngine(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Shutdown(time.Second) })
+	return e
+}
+
+func openFake(t *testing.T, e *Engine) Handle {
+	t.Helper()
+	h, err := e.Open("fake", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// popped keeps completions drained while awaiting another ticket.
+var popped = map[uint64]luaCompletion{}
+
+// await pops completions (as Lua would) until ticket shows up.
+func await(t *testing.T, e *Engine, ticket uint64) luaCompletion {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, ok := popped[ticket]; ok {
+			delete(popped, ticket)
+			return c
+		}
+		for _, c := range e.rings.luaPop(64) {
+			popped[c.Ticket] = c
+		}
+		if _, ok := popped[ticket]; !ok {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	t.Fatalf("ticket %d never completed", ticket)
+	return luaCompletion{}
+}
+
+func args(t *testing.T, v ...any) []byte {
+	b, err := Encode(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestCallRoundTrip(t *testing.T) {
+	e := newTestEngine(t, Config{})
+	h := openFake(t, e)
+	if rc := e.rings.luaPush(kindCall, 1, h, "echo", args(t, "hi", int64(2)), 0); rc != 0 {
+		t.Fatalf("push: %d", rc)
+	}
+	c := await(t, e, 1)
+	v, err := Decode(c.Data)
+	if c.Status != StatusOK || err != nil || !reflect.DeepEqual(v, []any{"hi", int64(2)}) {
+		t.Fatalf("got status %d value %#v err %v", c.Status, v, err)
+	}
+	if e.rings.inFlight() != 0 {
+		t.Fatalf("in flight after delivery: %d", e.rings.inFlight())
+	}
+}
+
+func TestErrorsPanicsAndUnknowns(t *testing.T) {
+	e := newTestEngine(t, Config{})
+	h := openFake(t, e)
+	cases := []struct {
+		op, msg string
+		detail  any
+		object  Handle
+	}{
+		{"nope", `fake: unknown operation "nope"`, nil, h},
+		{"panic", "panic in panic: boom", nil, h},
+		{"detail", "with detail", map[string]any{"code": "X1"}, h},
+		{"echo", "closed", nil, h + 1000},
+	}
+	for i, c := range cases {
+		ticket := uint64(i + 1)
+		e.rings.luaPush(kindCall, ticket, c.object, c.op, nil, 0)
+		got := await(t, e, ticket)
+		v, _ := Decode(got.Data)
+		want := []any{c.msg, c.detail}
+		if got.Status != StatusError || !reflect.DeepEqual(v, want) {
+			t.Errorf("%s: status %d value %#v, want %#v", c.op, got.Status, v, want)
+		}
+	}
+}
+
+func TestPushOutcomes(t *testing.T) {
+	e := newTestEngine(t, Config{MaxInFlight: 2, MaxPayload: 16})
+	h := openFake(t, e)
+	if rc := e.rings.luaPush(kindCall, 1, h, "echo", make([]byte, 17), 0); rc != -4 {
+		t.Fatalf("payload over max_payload: got %d, want -4", rc)
+	}
+	for i := uint64(1); i <= 2; i++ {
+		if rc := e.rings.luaPush(kindCall, i, h, "sleep", args(t, int64(200)), 0); rc != 0 {
+			t.Fatalf("push %d: %d", i, rc)
+		}
+	}
+	start := time.Now()
+	if rc := e.rings.luaPush(kindCall, 3, h, "sleep", args(t, int64(1)), 0); rc != -1 {
+		t.Fatalf("third call with max_in_flight 2: got %d, want -1 (busy)", rc)
+	}
+	if d := time.Since(start); d > 10*time.Millisecond {
+		t.Fatalf("busy took %v: it must not wait", d)
+	}
+	await(t, e, 1)
+	await(t, e, 2)
+	e.Shutdown(time.Second)
+	if rc := e.rings.luaPush(kindCall, 4, h, "echo", nil, 0); rc != -2 {
+		t.Fatalf("after shutdown: got %d, want -2 (closing)", rc)
+	}
+}
+
+func TestCancelStopsTheCall(t *testing.T) {
+	e := newTestEngine(t, Config{})
+	h := openFake(t, e)
+	e.rings.luaPush(kindCall, 9, h, "sleep", args(t, int64(5000)), 0)
+	time.Sleep(20 * time.Millisecond)
+	start := time.Now()
+	e.rings.luaPush(kindCancel, 9, 0, "", nil, 0)
+	c := await(t, e, 9)
+	if time.Since(start) > time.Second {
+		t.Fatal("cancel did not stop the call")
+	}
+	v, _ := Decode(c.Data)
+	if c.Status != StatusError || v.([]any)[0] != "context canceled" {
+		t.Fatalf("got %d %#v", c.Status, v)
+	}
+	st := e.runtimeStats("fake")
+	if st.Canceled.Load() != 1 || st.InFlight.Load() != 0 {
+		t.Fatalf("canceled %d in flight %d", st.Canceled.Load(), st.InFlight.Load())
+	}
+}
+
+func TestFireAndForgetNeedsNoDrain(t *testing.T) {
+	e := newTestEngine(t, Config{})
+	h := openFake(t, e)
+	for i := uint64(1); i <= 100; i++ {
+		if rc := e.rings.luaPush(kindSubmit, i, h, "echo", args(t, i), 1000); rc != 0 {
+			t.Fatalf("submit: %d", rc)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for e.rings.inFlight() != 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if n := e.rings.inFlight(); n != 0 {
+		t.Fatalf("in flight: %d", n)
+	}
+	if d := e.rings.cqDepth(); d != 0 {
+		t.Fatalf("fire-and-forget calls queued %d completions", d)
+	}
+	if got := e.runtimeStats("fake").Completed.Load(); got != 100 {
+		t.Fatalf("completed %d of 100", got)
+	}
+}
+
+func TestHandlesAreClosedChildrenFirst(t *testing.T) {
+	e := newTestEngine(t, Config{})
+	h := openFake(t, e)
+	e.rings.luaPush(kindCall, 1, h, "child", nil, 0)
+	v, _ := Decode(await(t, e, 1).Data)
+	child, ok := v.(Handle)
+	if !ok {
+		t.Fatalf("want a handle, got %#v", v)
+	}
+	obj := e.handles.get(child).obj.(*fakeObject)
+	e.rings.luaPush(kindClose, 0, child, "", nil, 0)
+	deadline := time.Now().Add(2 * time.Second)
+	for obj.closed.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if obj.closed.Load() != 1 {
+		t.Fatal("close record did not close the object")
+	}
+	root := e.handles.get(h).obj.(*fakeObject)
+	if err := e.Shutdown(time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if root.closed.Load() != 1 {
+		t.Fatal("shutdown did not close the runtime")
+	}
+}
+
+func TestManyConcurrentCalls(t *testing.T) {
+	e := newTestEngine(t, Config{})
+	h := openFake(t, e)
+	const n = 1000
+	for i := uint64(1); i <= n; i++ {
+		if rc := e.rings.luaPush(kindCall, i, h, "echo", args(t, fmt.Sprint(i)), 0); rc != 0 {
+			t.Fatalf("push %d: %d", i, rc)
+		}
+	}
+	seen := map[uint64]bool{}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(seen) < n && time.Now().Before(deadline) {
+		for _, c := range e.rings.luaPop(256) {
+			v, _ := Decode(c.Data)
+			if want := []any{fmt.Sprint(c.Ticket)}; !reflect.DeepEqual(v, want) {
+				t.Fatalf("ticket %d got %#v", c.Ticket, v)
+			}
+			seen[c.Ticket] = true
+		}
+	}
+	if len(seen) != n {
+		t.Fatalf("%d of %d completed", len(seen), n)
+	}
+	e.rings.reclaim()
+	if a, f := e.rings.allocs.Load(), e.rings.released.Load(); a != f {
+		t.Fatalf("buffers allocated %d freed %d", a, f)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	e := newTestEngine(t, Config{})
+	if _, err := e.Open("no-such-runtime", nil); err == nil {
+		t.Fatal("unknown runtime must fail")
+	}
+	opts, _ := Encode(map[string]any{"fail": true})
+	if _, err := e.Open("fake", opts); err == nil || err.Error() != "fake: refused" {
+		t.Fatalf("factory error: %v", err)
+	}
+	bad, _ := Encode([]any{1})
+	if _, err := e.Open("fake", bad); err == nil {
+		t.Fatal("options that are not a map must fail")
+	}
+}
+
+func TestParseConfig(t *testing.T) {
+	cases := []struct {
+		name string
+		in   map[string]any
+		ok   bool
+	}{
+		{"empty", map[string]any{}, true},
+		{"all", map[string]any{"max_in_flight": int64(10), "max_payload": int64(100), "socket_dir": "/tmp", "go_max_procs": int64(1)}, true},
+		{"negative", map[string]any{"max_in_flight": int64(-1)}, false},
+		{"wrong type", map[string]any{"max_payload": "big"}, false},
+		{"too many in flight", map[string]any{"max_in_flight": int64(1 << 21)}, false},
+		{"unknown", map[string]any{"colour": "red"}, false},
+	}
+	for _, c := range cases {
+		if _, err := parseConfig(c.in); (err == nil) != c.ok {
+			t.Errorf("%s: err = %v", c.name, err)
+		}
+	}
+}

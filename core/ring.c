@@ -1,0 +1,136 @@
+// The Lua-facing half of the rings (see rffi.h). These functions run on
+// the nginx worker's thread and never block: a full ring or too many calls
+// in flight is an immediate error, and the only system call is one eventfd
+// write when the Go pump is asleep.
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "rffi.h"
+
+// free_taken frees the submission copies the Go pump has already copied
+// out (everything before sq_head). Only Lua's thread calls it.
+static void free_taken(rffi_shared_t *s)
+{
+    uint64_t head = __atomic_load_n(&s->sq_head, __ATOMIC_ACQUIRE);
+    for (uint64_t i = s->sq_freed; i != head; i++) {
+        rffi_task_t *t = &s->sq[i & s->sq_mask];
+        free(t->data);
+        t->data = NULL;
+    }
+    s->sq_freed = head;
+}
+
+static int64_t push_record(rffi_shared_t *s, int32_t kind, uint64_t ticket, uint64_t object,
+                           char *data, size_t len, uint32_t op_len, int32_t timeout_ms)
+{
+    uint64_t tail = s->sq_tail;
+    uint64_t head = __atomic_load_n(&s->sq_head, __ATOMIC_ACQUIRE);
+    if (tail - head > s->sq_mask) {
+        return RFFI_BUSY;
+    }
+    free_taken(s);
+    rffi_task_t *t = &s->sq[tail & s->sq_mask];
+    t->ticket = ticket;
+    t->object = object;
+    t->kind = kind;
+    t->timeout_ms = timeout_ms;
+    t->op_len = op_len;
+    t->data = data;
+    t->len = len;
+    // Publish, then look at the pump: seq_cst on both sides makes sure
+    // that either the pump sees the record or we see it parked.
+    __atomic_store_n(&s->sq_tail, tail + 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&s->pump_parked, __ATOMIC_SEQ_CST)
+        && __atomic_exchange_n(&s->pump_parked, 0, __ATOMIC_SEQ_CST)) {
+        if (s->defer_wake) {
+            // One wake for all the pushes of this event-loop round.
+            return 1;
+        }
+        rffi_wake_pump(s);
+    }
+    return 0;
+}
+
+void rffi_wake_pump(rffi_shared_t *s)
+{
+    uint64_t one = 1;
+    ssize_t rc = write(s->wake_fd, &one, sizeof one);
+    (void) rc; // EAGAIN means the counter is already non-zero: awake anyway
+}
+
+int64_t rffi_push(rffi_shared_t *s, int32_t kind, uint64_t ticket, uint64_t object,
+                  const char *op, size_t op_len, const char *args, size_t args_len,
+                  int32_t timeout_ms)
+{
+    if (kind == RFFI_CANCEL || kind == RFFI_CLOSE) {
+        return push_record(s, kind, ticket, object, NULL, 0, 0, 0);
+    }
+    if (__atomic_load_n(&s->closing, __ATOMIC_ACQUIRE)) {
+        return RFFI_CLOSING;
+    }
+    if ((int64_t) args_len > s->max_payload) {
+        // rejected before anything is allocated for it
+        return RFFI_TOO_LARGE;
+    }
+    if (__atomic_add_fetch(&s->in_flight, 1, __ATOMIC_ACQ_REL) > s->max_in_flight) {
+        __atomic_sub_fetch(&s->in_flight, 1, __ATOMIC_ACQ_REL);
+        return RFFI_BUSY;
+    }
+    char *data = malloc(op_len + args_len + 1);
+    if (data == NULL) {
+        __atomic_sub_fetch(&s->in_flight, 1, __ATOMIC_ACQ_REL);
+        return RFFI_NO_MEMORY;
+    }
+    memcpy(data, op, op_len);
+    if (args_len > 0) {
+        memcpy(data + op_len, args, args_len);
+    }
+    int64_t rc = push_record(s, kind, ticket, object, data, op_len + args_len, (uint32_t) op_len, timeout_ms);
+    if (rc < 0) {
+        free(data);
+        __atomic_sub_fetch(&s->in_flight, 1, __ATOMIC_ACQ_REL);
+    }
+    return rc;
+}
+
+int rffi_pop_completions(rffi_shared_t *s, rffi_completion_t *out, int max)
+{
+    free_taken(s);
+    uint64_t head = s->cq_head;
+    uint64_t tail = __atomic_load_n(&s->cq_tail, __ATOMIC_ACQUIRE);
+    int n = 0;
+    while (head + n != tail && n < max) {
+        out[n] = s->cq[(head + n) & s->cq_mask];
+        n++;
+    }
+    s->cq_taken = head + n;
+    return n;
+}
+
+int rffi_done_completions(rffi_shared_t *s)
+{
+    uint64_t head = s->cq_head;
+    uint64_t taken = s->cq_taken;
+    int64_t calls = 0;
+    for (uint64_t i = head; i != taken; i++) {
+        calls += s->cq[i & s->cq_mask].ticket != 0;
+    }
+    // Go may reuse the buffers up to here from now on.
+    __atomic_store_n(&s->cq_head, taken, __ATOMIC_RELEASE);
+    // A call stays in flight until Lua has its result: that bounds the
+    // completions waiting in the ring by max_in_flight.
+    if (calls > 0) {
+        __atomic_sub_fetch(&s->in_flight, calls, __ATOMIC_ACQ_REL);
+    }
+    if (__atomic_load_n(&s->cq_tail, __ATOMIC_ACQUIRE) != taken) {
+        return 1;
+    }
+    // Empty: ask for a ring, then look once more, so a completion
+    // published between the two loads is never left unannounced.
+    __atomic_store_n(&s->armed, 1, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&s->cq_tail, __ATOMIC_SEQ_CST) == taken) {
+        return 0;
+    }
+    __atomic_store_n(&s->armed, 0, __ATOMIC_SEQ_CST);
+    return 1;
+}
