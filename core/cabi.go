@@ -3,6 +3,8 @@ package core
 /*
 #include <stdlib.h>
 #include "rffi.h"
+
+void rffi_register_at_exit(int32_t timeout_ms);
 */
 import "C"
 
@@ -61,18 +63,22 @@ func rffi_init(cfg *C.char, cfgLen C.size_t, errBuf *C.char, errLen C.size_t) *C
 	}
 	if !current.CompareAndSwap(nil, e) {
 		e = current.Load()
+	} else {
+		C.rffi_register_at_exit(C.int32_t(e.cfg.ShutdownTimeout / time.Millisecond))
 	}
 	return (*C.rffi_shared_t)(e.rings.sharedPtr())
 }
 
-func parseConfig(m map[string]any) (Config, error) {
-	var c Config
+func parseConfig(m map[string]any) (c Config, err error) {
+	var shutdownMs int
+	defer func() { c.ShutdownTimeout = time.Duration(shutdownMs) * time.Millisecond }()
 	ints := map[string]*int{
 		"max_in_flight":    &c.MaxInFlight,
 		"max_payload":      &c.MaxPayload,
 		"max_pending_logs": &c.MaxPendingLogs,
 		"pump_spins":       &c.PumpSpins,
 		"go_max_procs":     &c.GoMaxProcs,
+		"shutdown_timeout": &shutdownMs,
 	}
 	for k, v := range m {
 		if p, ok := ints[k]; ok {
@@ -137,7 +143,6 @@ func rffi_open(name *C.char, nameLen C.size_t, opts *C.char, optsLen C.size_t, e
 	return C.int64_t(h)
 }
 
-
 // rffi_cancel and rffi_close are the slow path, for when the submission
 // ring is full; normally Lua pushes RFFI_CANCEL / RFFI_CLOSE records.
 //
@@ -158,7 +163,6 @@ func rffi_close(h C.uint64_t) C.int {
 	return 0
 }
 
-
 //export rffi_stats
 func rffi_stats(out **C.char, outLen *C.size_t) C.int {
 	e := current.Load()
@@ -173,7 +177,6 @@ func rffi_stats(out **C.char, outLen *C.size_t) C.int {
 	*out, *outLen = (*C.char)(C.CBytes(b)), C.size_t(len(b))
 	return 0
 }
-
 
 //export rffi_shutdown
 func rffi_shutdown(timeoutMs C.int32_t, errBuf *C.char, errLen C.size_t) C.int {

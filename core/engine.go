@@ -23,6 +23,8 @@ type Config struct {
 	MaxPendingLogs int    // log records waiting for the dispatcher
 	PumpSpins      int    // how many times the idle pump yields before sleeping
 	GoMaxProcs     int    // GOMAXPROCS for this worker's Go runtime (default 1)
+	// ShutdownTimeout bounds the flush at process exit (default 5 s).
+	ShutdownTimeout time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -39,6 +41,9 @@ func (c *Config) setDefaults() {
 		// One P per worker: nginx runs a worker per core, and a single P
 		// avoids waking idle Ps on every hand-off (measured in bench/).
 		c.GoMaxProcs = 1
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 5 * time.Second
 	}
 	if c.PumpSpins <= 0 {
 		c.PumpSpins = 50
@@ -66,7 +71,7 @@ type Engine struct {
 
 	logsDropped atomic.Uint64
 	pumpWakeups atomic.Uint64 // times the pump slept and was woken by Lua
-	ops         sync.Map // interned operation names
+	ops         sync.Map      // interned operation names
 }
 
 // NewEngine creates the shared memory and starts the pump goroutine.
@@ -324,6 +329,7 @@ func (e *Engine) Shutdown(timeout time.Duration) error {
 	if !e.closing.CompareAndSwap(false, true) {
 		return nil
 	}
+	started := time.Now()
 	e.rings.setClosing()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -361,7 +367,13 @@ func (e *Engine) Shutdown(timeout time.Duration) error {
 	if ctx.Err() != nil {
 		errs = append(errs, errors.New("deadline passed while closing runtimes"))
 	}
-	return errors.Join(errs...)
+	err := errors.Join(errs...)
+	if err != nil {
+		e.Log(LevelWarn, fmt.Sprintf("shut down in %v, %d objects closed: %v", time.Since(started).Round(time.Millisecond), len(children)+len(roots), err))
+	} else {
+		e.Log(LevelNotice, fmt.Sprintf("shut down in %v, %d objects closed", time.Since(started).Round(time.Millisecond), len(children)+len(roots)))
+	}
+	return err
 }
 
 // task is one submitted call.

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"sync/atomic"
+	"time"
 )
 
 // nginx log levels (ngx.STDERR .. ngx.DEBUG).
@@ -38,8 +39,22 @@ func Log(level int, msg string) {
 // Logf is Log with formatting.
 func Logf(level int, format string, args ...any) { Log(level, fmt.Sprintf(format, args...)) }
 
+var levelNames = [...]string{"stderr", "emerg", "alert", "crit", "error", "warn", "notice", "info", "debug"}
+
 // Log queues a record for the dispatcher, which writes it with ngx.log.
+// Once shutdown began the dispatcher may be gone, so records go to stderr
+// in nginx's format instead: nginx points a worker's stderr at its error
+// log.
 func (e *Engine) Log(level int, msg string) {
+	if e.closing.Load() {
+		name := "notice"
+		if level >= 0 && level < len(levelNames) {
+			name = levelNames[level]
+		}
+		fmt.Fprintf(os.Stderr, "%s [%s] %d#%d: resty.ffi(go): %s\n",
+			time.Now().Format("2006/01/02 15:04:05"), name, os.Getpid(), os.Getpid(), msg)
+		return
+	}
 	accepted, ring := e.rings.pushCompletion(0, StatusLog, int32(level), append(getBuffer(), msg...))
 	if !accepted {
 		e.logsDropped.Add(1)

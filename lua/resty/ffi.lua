@@ -137,6 +137,7 @@ local config = {
 local go_config_keys = {
     max_in_flight = true, max_payload = true, socket_dir = true,
     max_pending_logs = true, pump_spins = true, go_max_procs = true,
+    shutdown_timeout = true,
 }
 
 local lib            -- the loaded library (ffi.load), once per worker
@@ -152,7 +153,6 @@ local stats_len = ffi_new("size_t[1]")
 local waiting = {}
 local waiting_count = 0
 local spare_waiters = {}
-local last_submit = 0
 local next_ticket = 1
 -- The pump wake-up of an event-loop round: pushes that find the Go pump
 -- asleep post this semaphore once; the waker thread resumes after the
@@ -367,7 +367,6 @@ local function submit(obj, op, timeout, kind, first, nargs, ...)
         wake_pump_later()
     end
     next_ticket = ticket + 1
-    last_submit = ngx_now()
     return ticket
 end
 
@@ -380,30 +379,42 @@ local function get_waiter()
     return { sema = sema_new(0) }
 end
 
--- wait for ticket; returns value or nil, err, detail
+-- Set when the dispatcher has retired (the worker is exiting): waiters then
+-- drain the completion ring themselves, between short sleeps.
+local dispatcher_gone = false
+local drain_all
+
+-- wait for ticket; returns value or nil, err, detail. The loop tolerates
+-- wake-ups without a result (a reused semaphore's stale count, or the
+-- retiring dispatcher nudging waiters into draining by themselves).
 local function wait(ticket, timeout)
     local w = get_waiter()
     w.done = false
     waiting[ticket] = w
     waiting_count = waiting_count + 1
-    local ok, err = w.sema:wait(timeout / 1000)
-    if not ok then
-        if waiting[ticket] == w then
-            waiting[ticket] = nil
-            waiting_count = waiting_count - 1
+    local deadline = ngx_now() + timeout / 1000
+    while not w.done do
+        local left = deadline - ngx_now()
+        if left <= 0 then
+            break
         end
-        if not w.done then
-            -- Go cancels the context; the late result is freed on arrival.
-            if not push_control(KIND_CANCEL, ticket, 0) then
-                lib.rffi_cancel(ticket) -- the ring is full: take the slow path
+        if dispatcher_gone then
+            drain_all()
+            if not w.done then
+                ngx_sleep(0.001)
             end
-            if err == "timeout" then
-                return nil, "timeout"
-            end
-            return nil, err
+        else
+            w.sema:wait(left)
         end
-        -- the result landed between the timeout and now: take it
-        w.sema:wait(0)
+    end
+    if not w.done then
+        waiting[ticket] = nil
+        waiting_count = waiting_count - 1
+        -- Go cancels the context; the late result is freed on arrival.
+        if not push_control(KIND_CANCEL, ticket, 0) then
+            lib.rffi_cancel(ticket) -- the ring is full: take the slow path
+        end
+        return nil, "timeout"
     end
     local status, value, detail = w.status, w.value, w.detail
     w.value, w.detail = nil, nil
@@ -431,8 +442,8 @@ local function check_timeout(timeout)
     if timeout == nil then
         return config.call_timeout
     end
-    if type(timeout) ~= "number" or timeout < 0 or timeout ~= timeout then
-        error("resty.ffi: the timeout must be a non-negative number of milliseconds, got "
+    if type(timeout) ~= "number" or not (timeout > 0) then
+        error("resty.ffi: the timeout must be a positive number of milliseconds, got "
               .. tostring(timeout), 3)
     end
     if timeout > 2147483647 then
@@ -526,7 +537,7 @@ local log_prefix = "resty.ffi(go): "
 -- drain_all moves every completion to its waiter; returns how many. The
 -- buffers belong to Go: they are read (decoded) here, before
 -- rffi_done_completions hands them back.
-local function drain_all()
+drain_all = function()
     local total = 0
     repeat
         local n = lib.rffi_pop_completions(shared, completions, BATCH)
@@ -566,23 +577,21 @@ local function drain_all()
     return total
 end
 
--- After the worker starts exiting: let accepted work finish (bounded),
--- then close every runtime so producers flush and pools close.
-local function shutdown_runtime()
-    if closed then
-        return
-    end
+-- retire ends the dispatcher of an exiting worker. Requests still running
+-- may call Go after this, so Go keeps running (it shuts down at process
+-- exit, or in exit_worker_by_lua); but the dispatcher's pending read would
+-- keep the worker alive, so it leaves once nobody waits (bounded), and
+-- nudges any waiter left into draining by itself.
+local function retire()
     local deadline = ngx_now() + config.shutdown_timeout / 1000
-    while ngx_now() < deadline do
+    while waiting_count > 0 and ngx_now() < deadline do
         drain_all()
-        if waiting_count == 0 and shared.in_flight == 0
-           and ngx_now() - last_submit > 0.1
-        then
-            break
-        end
-        ngx_sleep(0.005)
+        ngx_sleep(0.002)
     end
-    _M.shutdown()
+    dispatcher_gone = true
+    for _, w in pairs(waiting) do
+        w.sema:post(1)
+    end
 end
 
 local dispatcher_running = false
@@ -622,7 +631,7 @@ end
 
 local function dispatcher(premature)
     if premature or closed then
-        shutdown_runtime()
+        dispatcher_gone = true
         dispatcher_running = false
         return
     end
@@ -649,16 +658,18 @@ local function dispatcher(premature)
         local data
         data, err = sock:receiveany(4096)
         if not data and err ~= "timeout" then
-            ngx_log(ngx_WARN, "resty.ffi: dispatcher: doorbell ", err, ", reconnecting")
             sock:close()
             dispatcher_running = false
-            if not worker_exiting() then
-                start_dispatcher()
+            if worker_exiting() or closed then
+                dispatcher_gone = true
+                return
             end
+            ngx_log(ngx_WARN, "resty.ffi: dispatcher: doorbell ", err, ", reconnecting")
+            start_dispatcher()
             return
         end
     end
-    shutdown_runtime()
+    retire()
     sock:close()
     dispatcher_running = false
 end
@@ -716,6 +727,7 @@ function _M.shutdown(timeout)
         return true
     end
     closed = true
+    dispatcher_gone = true
     local rc = lib.rffi_shutdown(timeout or config.shutdown_timeout, err_buf, 512)
     drain_all()
     for t, w in pairs(waiting) do

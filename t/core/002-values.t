@@ -169,6 +169,6 @@ GET /t
 resty.ffi: argument #2: cannot encode a value of type function
 resty.ffi: argument #1: cannot encode a value of type thread
 resty.ffi: the operation name must be a string, got number
-resty.ffi: the timeout must be a non-negative number of milliseconds, got soon
+resty.ffi: the timeout must be a positive number of milliseconds, got soon
 --- no_error_log
 [error]

@@ -1,6 +1,7 @@
 # vim:set ft= ts=4 sw=4 et fdm=marker:
 # Reload (HUP) five times while calls are in flight: no error, no crash,
-# no doorbell socket or directory left behind.  A plain Test::More file
+# no doorbell socket or directory left behind, and every exiting worker
+# shuts its Go runtime down (at process exit: no exit_worker_by_lua here).  A plain Test::More file
 # (it drives nginx itself), run by prove like the Test::Nginx suites.
 use strict;
 use warnings;
@@ -41,9 +42,6 @@ http {
         local rffi = require "resty.ffi"
         rffi.configure{ socket_dir = "$sockdir" }
         assert(rffi.load())
-    }
-    exit_worker_by_lua_block {
-        require("resty.ffi").shutdown()
     }
     server {
         listen 127.0.0.1:$port;
@@ -96,9 +94,13 @@ for (1 .. 100) { last unless kill 0, $master; select undef, undef, undef, 0.1 }
 ok(!kill(0, $master), "nginx stopped");
 
 open my $log, '<', "$prefix/logs/error.log" or die $!;
-my @bad = grep { /\[(error|alert|crit|emerg)\]|exited on signal/ } <$log>;
+my @lines = <$log>;
 close $log;
+my @bad = grep { /\[(error|alert|crit|emerg)\]|exited on signal/ } @lines;
 is(scalar(@bad), 0, "no error, alert or crash in the error log") or diag(@bad[0 .. ($#bad < 9 ? $#bad : 9)]);
+my $exited = grep { /worker process \d+ exited with code 0/ } @lines;
+my $shut = grep { /resty\.ffi\(go\): shut down in/ } @lines;
+ok($exited >= 10 && $shut == $exited, "each of the $exited exited workers shut Go down ($shut)");
 
 opendir my $d, $sockdir or die $!;
 my @left = grep { !/^\.\.?$/ } readdir $d;
