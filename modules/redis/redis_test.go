@@ -434,3 +434,30 @@ func TestUnknownOp(t *testing.T) {
 		t.Fatalf("a table argument: %v, want an error naming the table", err)
 	}
 }
+
+func TestTLS(t *testing.T) {
+	needServer(t, "127.0.0.1:17005")
+	run := os.Getenv("RFFI_RUN")
+	if run == "" {
+		run = "../../.run"
+	}
+	dir := run + "/redis/tls/"
+	ok := open(t, core.Options{"addr": "127.0.0.1:17005", "tls": map[string]any{"ca_file": dir + "ca.crt"}})
+	eq(t, call(t, ok, "ping"), "PONG")
+	// verification is on by default: the system roots do not know the test CA
+	strict := open(t, core.Options{"addr": "127.0.0.1:17005", "ssl": true, "max_retries": int64(0)})
+	if _, err := callErr(strict, 2*time.Second, "ping"); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("an unknown CA with verification on: %v, want a certificate error", err)
+	}
+	// the certificate names 127.0.0.1 and localhost, not this name
+	wrongName := open(t, core.Options{"addr": "127.0.0.1:17005", "max_retries": int64(0),
+		"tls": map[string]any{"ca_file": dir + "ca.crt", "server_name": "redis.example"}})
+	if _, err := callErr(wrongName, 2*time.Second, "ping"); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("a wrong server name: %v, want a certificate error", err)
+	}
+	insecure := open(t, core.Options{"addr": "127.0.0.1:17005", "ssl": true, "ssl_verify": false})
+	eq(t, call(t, insecure, "ping"), "PONG")
+	withCert := open(t, core.Options{"addr": "127.0.0.1:17005", "tls": map[string]any{
+		"ca_file": dir + "ca.crt", "cert_file": dir + "client.crt", "key_file": dir + "client.key"}})
+	eq(t, call(t, withCert, "ping"), "PONG")
+}
