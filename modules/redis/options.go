@@ -30,8 +30,8 @@ type config struct {
 	replicas bool
 	// autoPipeline sends single commands through go-redis's autopipeliner,
 	// which batches the commands of concurrent requests into pipelines: on
-	// a worker pinned to one CPU it served 2-3x the GETs/s of one command
-	// per round trip (bench/redis/run.sh).
+	// a worker pinned to one CPU it served 1.1x to 3x the GETs/s of one
+	// command per round trip (bench/redis/run.sh, noisy machine).
 	autoPipeline bool
 }
 
