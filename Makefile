@@ -22,11 +22,11 @@ DEB_PACKAGES := nginx libnginx-mod-http-lua lua-resty-core \
 	libwww-perl liburi-perl libipc-run-perl libhttp-message-perl \
 	lua-nginx-redis lua-nginx-kafka
 
-GO_SOURCES := $(shell find core modules lib -name '*.go' -o -name '*.h' 2>/dev/null) go.mod go.sum
+GO_SOURCES := $(shell find core modules lib examples -name '*.go' -o -name '*.h' -o -name '*.c' 2>/dev/null) go.mod go.sum
 
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all deps build run stop test test-go test-nginx test-race bench install uninstall clean backends backends-stop vet
+.PHONY: all deps build run stop test test-go test-nginx test-race bench install install-files uninstall clean backends backends-stop vet
 
 all: build
 
@@ -72,7 +72,10 @@ stop:
 bench: deps build
 	@./bench/run.sh
 
-install: build
+install: build install-files
+
+# install-files copies what `build` made (luarocks calls it after building)
+install-files:
 	$(INSTALL) -d $(DESTDIR)$(LUA_LIBDIR)/resty/ffi $(DESTDIR)$(LUA_CLIBDIR)
 	$(INSTALL) -m 644 lua/resty/ffi.lua $(DESTDIR)$(LUA_LIBDIR)/resty/ffi.lua
 	$(INSTALL) -m 644 lua/resty/ffi/*.lua $(DESTDIR)$(LUA_LIBDIR)/resty/ffi/

@@ -1,11 +1,12 @@
 # Shared helpers for the benchmark scripts (sourced, not run).
 #
-# Method: one nginx worker pinned to CPU 0 (worker_cpu_affinity), wrk pinned
-# to CPU 1 (taskset), so the load generator never takes the worker's core;
-# any sidecar process is pinned to CPU 0 too: every variant gets the same
-# server-side CPU. Each variant gets a warm-up, then a 10 s measurement;
-# variants are measured in rounds (a b c, a b c, ...) and the median of the
-# rounds is reported, which keeps a noisy neighbour from deciding a ratio.
+# Method: one nginx worker, wrk -t1 -c50. By default nothing is pinned: the
+# worker's Go threads, a sidecar and wrk share the machine's cores as they
+# would in production. BENCH_PIN=1 pins the worker (and its Go threads,
+# which inherit the mask) and any sidecar to SERVER_CPU and wrk to
+# CLIENT_CPU. Each variant gets a warm-up, then a 10 s measurement; variants
+# are measured in rounds (a b c, a b c, ...) and the median of the rounds is
+# reported, which keeps a noisy neighbour from deciding a ratio.
 
 BENCH_ROOT=${BENCH_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 BENCH_SECONDS=${BENCH_SECONDS:-10}
@@ -16,6 +17,26 @@ NGINX=${NGINX:-/usr/sbin/nginx}
 NGINX_MODULES=${NGINX_MODULES:-/usr/lib/nginx/modules}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
+BENCH_PIN=${BENCH_PIN:-0}
+
+# on_server_cpu CMD...: run a server-side process (pinned with BENCH_PIN=1).
+on_server_cpu() {
+    if [ "$BENCH_PIN" = 1 ]; then taskset -c "$SERVER_CPU" "$@"; else "$@"; fi
+}
+
+# on_client_cpu CMD...: run the load generator (pinned with BENCH_PIN=1).
+on_client_cpu() {
+    if [ "$BENCH_PIN" = 1 ]; then taskset -c "$CLIENT_CPU" "$@"; else "$@"; fi
+}
+
+# bench_setup: one line describing the placement, for the reports.
+bench_setup() {
+    if [ "$BENCH_PIN" = 1 ]; then
+        echo "worker and sidecars pinned to CPU $SERVER_CPU, wrk to CPU $CLIENT_CPU"
+    else
+        echo "nothing pinned"
+    fi
+}
 
 # cpu_mask N: nginx's binary CPU mask for CPU N (0 -> 1, 1 -> 10).
 cpu_mask() {
@@ -31,7 +52,7 @@ load_module $NGINX_MODULES/ndk_http_module.so;
 load_module $NGINX_MODULES/ngx_http_lua_module.so;
 $( [ "$(id -u)" -eq 0 ] && echo "user nobody nogroup;" )
 worker_processes 1;
-worker_cpu_affinity $(cpu_mask "$SERVER_CPU");
+$( [ "$BENCH_PIN" = 1 ] && echo "worker_cpu_affinity $(cpu_mask "$SERVER_CPU");" )
 daemon on;
 master_process on;
 pid logs/nginx.pid;
@@ -64,7 +85,7 @@ stop_nginx() {
 # wrk_run URL SECONDS -> "rps p99_ms"
 wrk_run() {
     local out
-    out=$(taskset -c "$CLIENT_CPU" wrk -t1 -c"$BENCH_CONNS" -d"${2}s" --latency "$1")
+    out=$(on_client_cpu wrk -t1 -c"$BENCH_CONNS" -d"${2}s" --latency "$1")
     local rps p99
     rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
     p99=$(echo "$out" | awk '$1 == "99%" {print $2}')

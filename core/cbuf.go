@@ -8,7 +8,6 @@ package core
 import "C"
 
 import (
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -31,10 +30,11 @@ const (
 
 // rings is the Go half of the memory shared with Lua (rffi.h): the
 // submission ring Go consumes and the completion ring Go produces. Neither
-// path makes a cgo call: Go copies submissions out before it advances
-// sq_head (Lua frees the C copies behind it), and completions point at
-// pinned Go buffers that Go reclaims once Lua has moved cq_head past them.
-// A cgo call here would wake Go's sysmon thread on every round.
+// path makes a cgo call (each would wake Go's sysmon thread): Go copies
+// submissions out before it advances sq_head (Lua frees the C copies
+// behind it), and completions point at off-heap slab memory (slab.go)
+// that Go reclaims once Lua has moved cq_head past it. No Go pointer is
+// ever stored in memory Lua reads.
 type rings struct {
 	s     *C.rffi_shared_t
 	sqCap uint64
@@ -42,9 +42,9 @@ type rings struct {
 	maxIn uint64
 
 	cqMu      sync.Mutex // Go has many producers; Lua is the one consumer
-	keep      [][]byte   // the buffer of each completion slot, until reclaimed
-	pins      []runtime.Pinner
-	reclaimed uint64 // slots before this are unpinned and reusable
+	keep      []slabBuf  // the memory of each completion slot, until reclaimed
+	mem       slabs
+	reclaimed uint64 // slots before this are reclaimed
 
 	allocs   atomic.Uint64 // buffers handed to Lua
 	released atomic.Uint64 // buffers Lua was done with
@@ -73,7 +73,7 @@ func newRings(cfg Config, wakeFD int) *rings {
 	s.wake_fd = C.int32_t(wakeFD)
 	return &rings{
 		s: s, sqCap: uint64(sqCap), cqCap: uint64(cqCap), maxIn: uint64(cfg.MaxInFlight),
-		keep: make([][]byte, cqCap), pins: make([]runtime.Pinner, cqCap),
+		keep: make([]slabBuf, cqCap),
 	}
 }
 
@@ -121,26 +121,35 @@ func (r *rings) sqEmpty() bool {
 	return atomic.LoadUint64(u64(&r.s.sq_head)) == atomic.LoadUint64(u64(&r.s.sq_tail))
 }
 
-// emptyBuffer gives zero-length completions a valid address.
-var emptyBuffer = [1]byte{}
+// emptyBuffer gives zero-length completions a valid address. It lives in
+// C memory: a Go address must not be stored where Lua reads.
+var emptyBuffer = C.calloc(1, 1)
 
-// reclaimLocked unpins the buffers of the completions Lua is done with and
-// returns them to the buffer pool. cqMu must be held.
+// errorFrame is the [message, nil] frame of an error.
+func errorFrame(err error) []byte {
+	var enc Encoder
+	enc.ArrayHeader(2)
+	enc.String(err.Error())
+	enc.Buf = append(enc.Buf, 0xc0)
+	return enc.Buf
+}
+
+// reclaimLocked takes back the memory of the completions Lua is done with.
+// cqMu must be held.
 func (r *rings) reclaimLocked() {
 	head := atomic.LoadUint64(u64(&r.s.cq_head))
 	for ; r.reclaimed != head; r.reclaimed++ {
 		i := r.reclaimed & (r.cqCap - 1)
-		r.pins[i].Unpin()
-		putBuffer(r.keep[i])
-		r.keep[i] = nil
+		r.mem.release(r.keep[i])
+		r.keep[i] = slabBuf{}
 		r.released.Add(1)
 	}
 }
 
-// pushCompletion publishes buf (which the ring owns from now on) and
+// pushCompletion publishes a copy of buf (the caller keeps buf) and
 // reports whether the dispatcher asked to be woken. Log records may only
 // use the room beyond what max_in_flight calls need; when it is full they
-// are refused.
+// are refused. A call's result that cannot get memory becomes an error.
 func (r *rings) pushCompletion(ticket uint64, status, level int32, buf []byte) (ok, ring bool) {
 	r.cqMu.Lock()
 	r.reclaimLocked()
@@ -151,12 +160,24 @@ func (r *rings) pushCompletion(ticket uint64, status, level int32, buf []byte) (
 		return false, false
 	}
 	i := tail & (r.cqCap - 1)
-	p := unsafe.Pointer(&emptyBuffer[0])
+	p := emptyBuffer
 	if len(buf) > 0 {
-		p = unsafe.Pointer(&buf[0])
-		r.pins[i].Pin(p)
+		mem, err := r.mem.alloc(len(buf))
+		if err != nil {
+			if status == StatusLog {
+				r.cqMu.Unlock()
+				return false, false
+			}
+			buf = errorFrame(err)
+			if mem, err = r.mem.alloc(len(buf)); err != nil {
+				panic("resty.ffi: out of memory for results: " + err.Error())
+			}
+			status = StatusError
+		}
+		copy(mem.bytes(len(buf)), buf)
+		r.keep[i] = mem
+		p = mem.p
 	}
-	r.keep[i] = buf
 	c := &unsafe.Slice(r.s.cq, r.cqCap)[i]
 	c.ticket = C.uint64_t(ticket)
 	c.status = C.int32_t(status)
@@ -168,17 +189,6 @@ func (r *rings) pushCompletion(ticket uint64, status, level int32, buf []byte) (
 	r.allocs.Add(1)
 	armed := i32(&r.s.armed)
 	return true, atomic.LoadInt32(armed) == 1 && atomic.SwapInt32(armed, 0) == 1
-}
-
-// unpinAll runs at shutdown, so no Pinner is collected while pinning (Go
-// treats that as a leak). The buffers stay referenced, and Go's heap does
-// not move, so a last drain by Lua still reads them.
-func (r *rings) unpinAll() {
-	r.cqMu.Lock()
-	for i := range r.pins {
-		r.pins[i].Unpin()
-	}
-	r.cqMu.Unlock()
 }
 
 // reclaim releases what Lua is done with (stats call it so the counters

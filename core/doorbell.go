@@ -150,6 +150,13 @@ func (d *doorbell) write(fd int) {
 	d.rings.Add(1)
 }
 
+// connected reports whether a dispatcher holds the doorbell.
+func (d *doorbell) connected() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.raw >= 0
+}
+
 func (d *doorbell) close() {
 	d.mu.Lock()
 	if d.pending != nil {

@@ -298,10 +298,10 @@ func (e *Engine) finish(ticket uint64, noReply bool, enc *Encoder, status int32,
 		}
 		enc = &local
 	}
-	// the ring owns the buffer from here on
-	buf := enc.Buf
+	_, ring := e.rings.pushCompletion(ticket, status, 0, enc.Buf)
+	putBuffer(enc.Buf)
 	enc.Buf = nil
-	if _, ring := e.rings.pushCompletion(ticket, status, 0, buf); ring {
+	if ring {
 		e.bell.ring()
 	}
 }
@@ -377,7 +377,6 @@ func (e *Engine) Shutdown(timeout time.Duration) error {
 	}
 	<-e.pumpEnd
 	e.bell.close()
-	e.rings.unpinAll()
 	if ctx.Err() != nil {
 		errs = append(errs, errors.New("deadline passed while closing runtimes"))
 	}

@@ -55,7 +55,9 @@ func (e *Engine) Log(level int, msg string) {
 			time.Now().Format("2006/01/02 15:04:05"), name, os.Getpid(), os.Getpid(), msg)
 		return
 	}
-	accepted, ring := e.rings.pushCompletion(0, StatusLog, int32(level), append(getBuffer(), msg...))
+	buf := append(getBuffer(), msg...)
+	accepted, ring := e.rings.pushCompletion(0, StatusLog, int32(level), buf)
+	putBuffer(buf)
 	if !accepted {
 		e.logsDropped.Add(1)
 		return

@@ -15,7 +15,7 @@ sock="$work/sidecar.sock"
 body='{"id":12345,"name":"lua-resty-ffi-go","payload":"0123456789abcdef0123"}'
 
 go build -o "$work/sidecar" "$here/sidecar"
-taskset -c "$SERVER_CPU" "$work/sidecar" -socket "$sock" -body "$body" &
+on_server_cpu "$work/sidecar" -socket "$sock" -body "$body" &
 sidecar=$!
 trap 'kill $sidecar 2>/dev/null; stop_nginx "$work"' EXIT
 
@@ -100,8 +100,8 @@ growth=$(awk -v a="$rss_100k" -v b="$rss_1m" 'BEGIN {printf "%.1f", (b - a) * 10
 cat <<_EOF_
 ## Core: echo through Go vs a plain handler vs a Go sidecar
 
-One nginx worker on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU (\`taskset -c $CLIENT_CPU wrk -t1 -c$BENCH_CONNS -d${BENCH_SECONDS}s --latency\`),
-the sidecar on CPU $SERVER_CPU; median of $BENCH_ROUNDS rounds after a ${BENCH_WARMUP} s warm-up. Response: the same ${#body} bytes.
+One nginx worker, \`wrk -t1 -c$BENCH_CONNS -d${BENCH_SECONDS}s --latency\`, $(bench_setup);
+median of $BENCH_ROUNDS rounds after a ${BENCH_WARMUP} s warm-up. Response: the same ${#body} bytes.
 
 | variant | req/s | p99 (ms) |
 |---|---:|---:|

@@ -5,36 +5,17 @@
 # (it drives nginx itself), run by prove like the Test::Nginx suites.
 use strict;
 use warnings;
+use lib '.';
+use t::Standalone;
 use Test::More;
 use Cwd qw(cwd);
-use File::Path qw(make_path remove_tree);
+use File::Path qw(remove_tree);
 use HTTP::Tiny;
-use POSIX ":sys_wait_h";
 
 my $root = cwd();
-my $nginx = $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx';
-my $port = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
-my $mods = $ENV{TEST_NGINX_LOAD_MODULES}
-    || '/usr/lib/nginx/modules/ndk_http_module.so /usr/lib/nginx/modules/ngx_http_lua_module.so';
 my $prefix = "$root/t/servroot-reload";
 my $sockdir = "$prefix/sock";
-
-remove_tree($prefix);
-make_path("$prefix/conf", "$prefix/logs", $sockdir);
-chmod 0777, $prefix, "$prefix/logs", $sockdir;
-my $load = join "", map { "load_module $_;\n" } split ' ', $mods;
-my $user = $> == 0 ? "user nobody nogroup;" : "";
-open my $fh, '>', "$prefix/conf/nginx.conf" or die $!;
-print $fh <<"_EOC_";
-$load
-$user
-worker_processes 2;
-daemon on;
-master_process on;
-pid logs/nginx.pid;
-error_log logs/error.log info;
-events { worker_connections 1024; }
-http {
+my $n = t::Standalone->new(prefix => $prefix, workers => 2, dirs => [$sockdir], http => <<"_EOC_");
     access_log off;
     lua_package_path "$root/lua/?.lua;/usr/share/lua/5.1/?.lua;;";
     lua_package_cpath "$root/build/?.so;;";
@@ -44,7 +25,7 @@ http {
         assert(rffi.load())
     }
     server {
-        listen 127.0.0.1:$port;
+        listen 127.0.0.1:\$PORT;
         location = /t {
             content_by_lua_block {
                 local echo = assert(require("resty.ffi").open("echo"))
@@ -54,12 +35,9 @@ http {
             }
         }
     }
-}
 _EOC_
-close $fh;
-
-system($nginx, '-p', "$prefix/", '-c', 'conf/nginx.conf') == 0 or BAIL_OUT("nginx did not start");
-sub master_pid { open my $p, '<', "$prefix/logs/nginx.pid" or return; my $v = <$p>; chomp $v; $v }
+my $port = $n->port;
+$n->start or BAIL_OUT("nginx did not start");
 my $http = HTTP::Tiny->new(timeout => 10);
 for (1 .. 50) { last if $http->get("http://127.0.0.1:$port/t")->{success}; select undef, undef, undef, 0.1 }
 
@@ -82,20 +60,14 @@ for my $c (1 .. 4) {
 }
 for (1 .. 5) {
     select undef, undef, undef, 0.7;
-    kill 'HUP', master_pid();
+    kill 'HUP', $n->master_pid;
 }
 my $failed = 0;
 for my $pid (@clients) { waitpid $pid, 0; $failed++ if $? != 0 }
 is($failed, 0, "every request during 5 reloads answered 200 ok");
 
-my $master = master_pid();
-kill 'QUIT', $master;
-for (1 .. 100) { last unless kill 0, $master; select undef, undef, undef, 0.1 }
-ok(!kill(0, $master), "nginx stopped");
-
-open my $log, '<', "$prefix/logs/error.log" or die $!;
-my @lines = <$log>;
-close $log;
+ok($n->stop, "nginx stopped");
+my @lines = $n->error_log_lines;
 my @bad = grep { /\[(error|alert|crit|emerg)\]|exited on signal/ } @lines;
 is(scalar(@bad), 0, "no error, alert or crash in the error log") or diag(@bad[0 .. ($#bad < 9 ? $#bad : 9)]);
 my $exited = grep { /worker process \d+ exited with code 0/ } @lines;
