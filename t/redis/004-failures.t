@@ -24,8 +24,8 @@ __DATA__
         content_by_lua_block {
             local redis = require "resty.ffi.redis"
             local red = redis:new()
-            red:set_timeout(300)
             assert(red:connect("127.0.0.1", 16379))
+            red:set_timeout(300)
             red:del("f1")
             local t0 = ngx.now()
             local res, err = red:blpop("f1", 2)
