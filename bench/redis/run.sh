@@ -64,11 +64,11 @@ $(lua_http_preamble)
                 ngx.print(v)
             }
         }
-        location = /ffi/get_noap {
+        location = /ffi/get_ap {
             content_by_lua_block {
                 local red = require("resty.ffi.redis"):new()
                 red:set_timeout(1000)
-                local ok, err = red:connect("127.0.0.1", 16379, { auto_pipeline = false })
+                local ok, err = red:connect("127.0.0.1", 16379, { auto_pipeline = true })
                 if not ok then ngx.status = 500 ngx.say(err) return end
                 local v, err = red:get("bench:k100")
                 if not v then ngx.status = 500 ngx.say(err) return end
@@ -138,14 +138,14 @@ $(lua_http_preamble)
 CONF
 } > "$dir/conf/nginx.conf"
 start_nginx "$dir"
-for p in ffi/get ffi/get_noap peer/get ffi/pipe peer/pipe; do
+for p in ffi/get ffi/get_ap peer/get ffi/pipe peer/pipe; do
     out=$(curl -sf "http://127.0.0.1:$PORT/$p") || { log "/$p failed: $out"; exit 1; }
 done
 : > "$dir/logs/error.log"
 
 bench_variants \
     ffi_get="http://127.0.0.1:$PORT/ffi/get" peer_get="http://127.0.0.1:$PORT/peer/get" \
-    ffi_get_noap="http://127.0.0.1:$PORT/ffi/get_noap" \
+    ffi_get_ap="http://127.0.0.1:$PORT/ffi/get_ap" \
     ffi_pipe="http://127.0.0.1:$PORT/ffi/pipe" peer_pipe="http://127.0.0.1:$PORT/peer/pipe"
 
 log "sequential: building the native program"
@@ -175,8 +175,8 @@ median of $BENCH_ROUNDS rounds after a ${BENCH_WARMUP} s warm-up; redis-server 7
 
 | benchmark | resty.ffi.redis req/s | p99 (ms) | nginx.redis req/s | p99 (ms) | ratio |
 |---|---:|---:|---:|---:|---:|
-| GET, one per request (default: go-redis autopipeliner) | $(r ffi_get) | $(p ffi_get) | $(r peer_get) | $(p peer_get) | **$(ratio "$(r ffi_get)" "$(r peer_get)")** (target >= 1.0) |
-| GET, \`auto_pipeline = false\` (one command per round trip) | $(r ffi_get_noap) | $(p ffi_get_noap) | $(r peer_get) | $(p peer_get) | $(ratio "$(r ffi_get_noap)" "$(r peer_get)") |
+| GET, one per request | $(r ffi_get) | $(p ffi_get) | $(r peer_get) | $(p peer_get) | **$(ratio "$(r ffi_get)" "$(r peer_get)")** (target >= 1.0) |
+| GET, \`auto_pipeline = true\` (go-redis autopipeliner) | $(r ffi_get_ap) | $(p ffi_get_ap) | $(r peer_get) | $(p peer_get) | $(ratio "$(r ffi_get_ap)" "$(r peer_get)") |
 | pipeline of 100 GETs per request | $(r ffi_pipe) | $(p ffi_pipe) | $(r peer_pipe) | $(p peer_pipe) | **$(ratio "$(r ffi_pipe)" "$(r peer_pipe)")** (target >= 1.0) |
 
 The bridge's own overhead: $N sequential GETs from one request (\`/ffi/seq\`) vs a plain Go
