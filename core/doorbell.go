@@ -99,10 +99,6 @@ func (d *doorbell) accept(ln *net.UnixListener, priv string) {
 		if old != nil {
 			old.Close()
 		}
-		// A push that found the queue armed before this connection was
-		// accepted rang nobody (raw was -1): ring now so the dispatcher
-		// drains it. A spare ring only costs one empty drain.
-		d.ring()
 		return
 	}
 }
