@@ -8,6 +8,9 @@ import (
 	_ "github.com/lua-resty-ffi-go/lua-resty-ffi-go/core"
 	_ "github.com/lua-resty-ffi-go/lua-resty-ffi-go/examples/hello"
 	_ "github.com/lua-resty-ffi-go/lua-resty-ffi-go/modules/echo"
+	_ "github.com/lua-resty-ffi-go/lua-resty-ffi-go/modules/grpc"
+	_ "github.com/lua-resty-ffi-go/lua-resty-ffi-go/modules/kafka"
+	_ "github.com/lua-resty-ffi-go/lua-resty-ffi-go/modules/postgres"
 	_ "github.com/lua-resty-ffi-go/lua-resty-ffi-go/modules/redis"
 )
 

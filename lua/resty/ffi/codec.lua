@@ -319,6 +319,8 @@ end
 
 ---------------------------------------------------------------- decoder
 local src, src_len, at -- the frame being decoded: pointer, length, offset
+local uint8_ptr = ffi.typeof("const uint8_t *")
+local ffi_cast = ffi.cast
 
 local function bad(what)
     error("resty.ffi: corrupt frame: " .. what .. " at offset " .. at, 0)
@@ -353,37 +355,16 @@ local function get_scratch64()
 end
 
 local MAX_EXACT = 9007199254740992
+local MAX_DEPTH = 200
 
-local get_value
+-- Item kinds read_item returns besides a plain value.
+local SCALAR, ARRAY, MAP = 0, 1, 2
 
-local function get_array(n, depth)
-    if n > src_len - at then
-        bad("array of " .. n .. " elements in a " .. src_len .. "-byte frame")
-    end
-    local t = new_tab(n, 0)
-    for i = 1, n do
-        local v = get_value(depth + 1)
-        if v == nil then v = ngx_null end
-        t[i] = v
-    end
-    return setmetatable(t, array_mt)
-end
-
-local function get_map(n, depth)
-    if n * 2 > src_len - at then
-        bad("map of " .. n .. " pairs in a " .. src_len .. "-byte frame")
-    end
-    local t = new_tab(0, n)
-    for _ = 1, n do
-        local k = get_value(depth + 1)
-        if k == nil or k ~= k then
-            bad("map key is nil or NaN")
-        end
-        local v = get_value(depth + 1)
-        if v == nil then v = ngx_null end
-        t[k] = v
-    end
-    return setmetatable(t, map_mt)
+local function get_string(n)
+    need(n)
+    local s = ffi_string(src + at, n)
+    at = at + n
+    return s
 end
 
 local function get_ext(n)
@@ -399,111 +380,167 @@ local function get_ext(n)
     bad("unsupported extension type " .. typ)
 end
 
-get_value = function(depth)
-    if depth > 200 then
-        bad("nesting deeper than 200")
-    end
+-- read_item reads one scalar (returning SCALAR, value) or the header of an
+-- array or map (returning ARRAY or MAP, element count). Containers are
+-- filled by decode_frame's loop, not by recursion, so LuaJIT can compile
+-- the decoder (a recursive one falls back to the interpreter on each
+-- nested table).
+local function read_item()
     need(1)
     local t = src[at]
     at = at + 1
     if t < 0x80 then
-        return t
+        return SCALAR, t
     elseif t >= 0xe0 then
-        return t - 256
+        return SCALAR, t - 256
     elseif t >= 0xa0 and t <= 0xbf then
-        local n = t - 0xa0
-        need(n)
-        local s = ffi_string(src + at, n)
-        at = at + n
-        return s
+        return SCALAR, get_string(t - 0xa0)
     elseif t >= 0x90 and t <= 0x9f then
-        return get_array(t - 0x90, depth)
+        return ARRAY, t - 0x90
     elseif t >= 0x80 and t <= 0x8f then
-        return get_map(t - 0x80, depth)
+        return MAP, t - 0x80
     elseif t == 0xc0 then
-        return nil
+        return SCALAR, nil
     elseif t == 0xc2 then
-        return false
+        return SCALAR, false
     elseif t == 0xc3 then
-        return true
-    elseif t == 0xd9 or t == 0xda or t == 0xdb or t == 0xc4 or t == 0xc5 or t == 0xc6 then
-        local w = (t == 0xd9 or t == 0xc4) and 1 or ((t == 0xda or t == 0xc5) and 2 or 4)
-        local n = get_uint(w)
-        need(n)
-        local s = ffi_string(src + at, n)
-        at = at + n
-        return s
+        return SCALAR, true
+    elseif t == 0xd9 or t == 0xc4 then
+        return SCALAR, get_string(get_uint(1))
+    elseif t == 0xda or t == 0xc5 then
+        return SCALAR, get_string(get_uint(2))
+    elseif t == 0xdb or t == 0xc6 then
+        return SCALAR, get_string(get_uint(4))
     elseif t == 0xcc then
-        return get_uint(1)
+        return SCALAR, get_uint(1)
     elseif t == 0xcd then
-        return get_uint(2)
+        return SCALAR, get_uint(2)
     elseif t == 0xce then
-        return get_uint(4)
+        return SCALAR, get_uint(4)
     elseif t == 0xcf then
         get_scratch64()
         local u = scratch.u
         if u <= MAX_EXACT then
-            return tonumber(u)
+            return SCALAR, tonumber(u)
         end
-        return uint64_t(u)
+        return SCALAR, uint64_t(u)
     elseif t == 0xd0 then
         local v = get_uint(1)
-        return v >= 128 and v - 256 or v
+        return SCALAR, v >= 128 and v - 256 or v
     elseif t == 0xd1 then
         local v = get_uint(2)
-        return v >= 32768 and v - 65536 or v
+        return SCALAR, v >= 32768 and v - 65536 or v
     elseif t == 0xd2 then
         local v = get_uint(4)
-        return v >= 2147483648 and v - 4294967296 or v
+        return SCALAR, v >= 2147483648 and v - 4294967296 or v
     elseif t == 0xd3 then
         get_scratch64()
         local i = scratch.i
         if i <= MAX_EXACT and i >= -MAX_EXACT then
-            return tonumber(i)
+            return SCALAR, tonumber(i)
         end
-        return int64_t(i)
+        return SCALAR, int64_t(i)
     elseif t == 0xca then
         need(4)
         local p, b = src + at, scratch.b
         b[3], b[2], b[1], b[0] = p[0], p[1], p[2], p[3]
         at = at + 4
-        return tonumber(scratch.f)
+        return SCALAR, tonumber(scratch.f)
     elseif t == 0xcb then
         get_scratch64()
-        return tonumber(scratch.d)
+        return SCALAR, tonumber(scratch.d)
     elseif t == 0xdc then
-        return get_array(get_uint(2), depth)
+        return ARRAY, get_uint(2)
     elseif t == 0xdd then
-        return get_array(get_uint(4), depth)
+        return ARRAY, get_uint(4)
     elseif t == 0xde then
-        return get_map(get_uint(2), depth)
+        return MAP, get_uint(2)
     elseif t == 0xdf then
-        return get_map(get_uint(4), depth)
+        return MAP, get_uint(4)
     elseif t >= 0xd4 and t <= 0xd8 then
-        return get_ext(2 ^ (t - 0xd4))
+        return SCALAR, get_ext(2 ^ (t - 0xd4))
     elseif t == 0xc7 then
-        return get_ext(get_uint(1))
+        return SCALAR, get_ext(get_uint(1))
     elseif t == 0xc8 then
-        return get_ext(get_uint(2))
+        return SCALAR, get_ext(get_uint(2))
     elseif t == 0xc9 then
-        return get_ext(get_uint(4))
+        return SCALAR, get_ext(get_uint(4))
     end
     at = at - 1
     bad(("unknown type byte 0x%02x"):format(t))
 end
 
-local uint8_ptr = ffi.typeof("const uint8_t *")
-local ffi_cast = ffi.cast
+-- The containers being filled, innermost last: the table, how many
+-- elements it still expects, whether it is a map, the next array index,
+-- and a map key waiting for its value.
+local open_tab, open_left, open_map, open_index, open_key = {}, {}, {}, {}, {}
 
 local function decode_frame(p, n)
     -- buffers arrive as char *, which is signed: read them as bytes
     src, src_len, at = ffi_cast(uint8_ptr, p), tonumber(n), 0
-    local v = get_value(0)
-    if at ~= src_len then
-        bad((src_len - at) .. " trailing bytes")
+    local depth = 0
+    while true do
+        local kind, v = read_item()
+        if kind ~= SCALAR then
+            -- every element takes at least one byte (two per map pair)
+            if v * kind > src_len - at then
+                bad((kind == ARRAY and "array of " or "map of ") .. v
+                    .. " elements in a " .. src_len .. "-byte frame")
+            end
+            local t
+            if kind == ARRAY then
+                t = setmetatable(new_tab(v, 0), array_mt)
+            else
+                t = setmetatable(new_tab(0, v), map_mt)
+            end
+            if v > 0 then
+                if depth == MAX_DEPTH then
+                    bad("nesting deeper than " .. MAX_DEPTH)
+                end
+                depth = depth + 1
+                open_tab[depth], open_left[depth] = t, v
+                open_map[depth], open_index[depth], open_key[depth] = kind == MAP, 0, nil
+                goto continue
+            end
+            v = t
+        end
+        -- v is complete: store it in its container, closing those it fills
+        while depth > 0 do
+            local t = open_tab[depth]
+            if open_map[depth] then
+                local k = open_key[depth]
+                if k == nil then
+                    if v == nil or v ~= v then
+                        bad("map key is nil or NaN")
+                    end
+                    open_key[depth] = v
+                    goto continue
+                end
+                if v == nil then v = ngx_null end
+                t[k] = v
+                open_key[depth] = nil
+            else
+                local i = open_index[depth] + 1
+                open_index[depth] = i
+                if v == nil then v = ngx_null end
+                t[i] = v
+            end
+            local left = open_left[depth] - 1
+            if left > 0 then
+                open_left[depth] = left
+                goto continue
+            end
+            open_tab[depth] = nil
+            depth = depth - 1
+            v = t
+        end
+        if at ~= src_len then
+            bad((src_len - at) .. " trailing bytes")
+        end
+        src = nil
+        do return v end
+        ::continue::
     end
-    src = nil
-    return v
 end
 
 -- decode(pointer, length) -> value, or nil, err for a malformed frame.
@@ -512,6 +549,10 @@ function _M.decode(p, n)
     local ok, v = pcall(decode_frame, p, n)
     src = nil
     if not ok then
+        -- a bad frame leaves containers open: drop them
+        for i = 1, MAX_DEPTH do
+            open_tab[i], open_key[i] = nil, nil
+        end
         return nil, v
     end
     return v

@@ -1,0 +1,241 @@
+package postgres
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/lua-resty-ffi-go/lua-resty-ffi-go/core"
+)
+
+// settings is the decoded options table of one runtime.
+type settings struct {
+	pool *pgxpool.Config
+	// poolKey names the pool: runtimes whose connection and pool options
+	// agree share one pool (one per distinct DSN/config per worker).
+	poolKey string
+
+	describeOnly bool          // statement_cache = "describe": unnamed statements (pgbouncer)
+	cacheCap     int           // prepared statements kept per connection
+	decodeJSON   bool          // json/jsonb columns decoded into tables
+	txIdle       time.Duration // an unused transaction is rolled back after this
+}
+
+// connection fields that go into the libpq-style connection string.
+var connFields = []struct{ opt, key string }{
+	{"host", "host"}, {"port", "port"}, {"user", "user"}, {"password", "password"},
+	{"database", "dbname"}, {"sslmode", "sslmode"}, {"sslrootcert", "sslrootcert"},
+	{"sslcert", "sslcert"}, {"sslkey", "sslkey"}, {"application_name", "application_name"},
+}
+
+var knownOptions = map[string]bool{
+	"dsn": true, "min_conns": true, "max_conns": true, "max_conn_lifetime": true,
+	"max_conn_idle_time": true, "statement_cache": true, "statement_cache_capacity": true,
+	"decode_json": true, "connect_timeout": true, "params": true, "tx_idle_timeout": true,
+	"health_check_period": true,
+}
+
+func init() {
+	for _, f := range connFields {
+		knownOptions[f.opt] = true
+	}
+}
+
+// quoteConnValue quotes a value for a keyword/value connection string.
+func quoteConnValue(s string) string {
+	s = strings.ReplaceAll(s, `\`, `\\`)
+	s = strings.ReplaceAll(s, `'`, `\'`)
+	return "'" + s + "'"
+}
+
+func optString(opts core.Options, k string) (string, bool, error) {
+	v, ok := opts[k]
+	if !ok || v == nil {
+		return "", false, nil
+	}
+	switch x := v.(type) {
+	case string:
+		return x, true, nil
+	case int64:
+		return strconv.FormatInt(x, 10), true, nil
+	}
+	return "", false, fmt.Errorf("postgres: option %s must be a string, got %T", k, v)
+}
+
+func optInt(opts core.Options, k string, def int64) (int64, error) {
+	v, ok := opts[k]
+	if !ok || v == nil {
+		return def, nil
+	}
+	switch x := v.(type) {
+	case int64:
+		if x < 0 {
+			return 0, fmt.Errorf("postgres: option %s must not be negative", k)
+		}
+		return x, nil
+	case float64:
+		if x < 0 {
+			return 0, fmt.Errorf("postgres: option %s must not be negative", k)
+		}
+		return int64(x), nil
+	}
+	return 0, fmt.Errorf("postgres: option %s must be a number, got %T", k, v)
+}
+
+func ms(n int64) time.Duration { return time.Duration(n) * time.Millisecond }
+
+// parseSettings builds the pool configuration. It never performs I/O and
+// never puts the password into an error message.
+func parseSettings(opts core.Options) (*settings, error) {
+	for k := range opts {
+		if !knownOptions[k] {
+			return nil, fmt.Errorf("postgres: unknown option %q", k)
+		}
+	}
+	var parts []string
+	dsn, hasDSN, err := optString(opts, "dsn")
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range connFields {
+		v, ok, err := optString(opts, f.opt)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			parts = append(parts, f.key+"="+quoteConnValue(v))
+		}
+	}
+	if ct, err := optInt(opts, "connect_timeout", 10000); err != nil {
+		return nil, err
+	} else if ct > 0 {
+		// libpq's connect_timeout is in whole seconds; round up
+		parts = append(parts, "connect_timeout="+strconv.FormatInt((ct+999)/1000, 10))
+	}
+	if hasDSN && len(parts) > 0 && strings.Contains(dsn, "://") {
+		// fields override a URL: turn them into query parameters
+		sep := "?"
+		if strings.Contains(dsn, "?") {
+			sep = "&"
+		}
+		q := make([]string, 0, len(parts))
+		for _, f := range connFields {
+			if v, ok, _ := optString(opts, f.opt); ok {
+				q = append(q, f.key+"="+urlQueryEscape(v))
+			}
+		}
+		if len(q) > 0 {
+			dsn += sep + strings.Join(q, "&")
+		}
+	} else if len(parts) > 0 {
+		dsn = strings.TrimSpace(dsn + " " + strings.Join(parts, " "))
+	}
+	if dsn == "" {
+		return nil, fmt.Errorf("postgres: give a dsn or at least host/user/database options")
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgx redacts the password in its parse errors
+		return nil, fmt.Errorf("postgres: bad connection options: %w", err)
+	}
+	s := &settings{pool: cfg}
+	if n, err := optInt(opts, "max_conns", 10); err != nil {
+		return nil, err
+	} else if n > 0 {
+		cfg.MaxConns = int32(n)
+	}
+	if n, err := optInt(opts, "min_conns", 0); err != nil {
+		return nil, err
+	} else {
+		cfg.MinConns = int32(n)
+	}
+	if n, err := optInt(opts, "max_conn_lifetime", 3600000); err != nil {
+		return nil, err
+	} else if n > 0 {
+		cfg.MaxConnLifetime = ms(n)
+	}
+	if n, err := optInt(opts, "max_conn_idle_time", 1800000); err != nil {
+		return nil, err
+	} else if n > 0 {
+		cfg.MaxConnIdleTime = ms(n)
+	}
+	if n, err := optInt(opts, "health_check_period", 60000); err != nil {
+		return nil, err
+	} else if n > 0 {
+		cfg.HealthCheckPeriod = ms(n)
+	}
+	if n, err := optInt(opts, "statement_cache_capacity", 512); err != nil {
+		return nil, err
+	} else {
+		s.cacheCap = int(n)
+	}
+	if n, err := optInt(opts, "tx_idle_timeout", 60000); err != nil {
+		return nil, err
+	} else {
+		s.txIdle = ms(n)
+	}
+	mode, _, err := optString(opts, "statement_cache")
+	if err != nil {
+		return nil, err
+	}
+	switch mode {
+	case "", "prepare":
+	case "describe":
+		s.describeOnly = true
+	default:
+		return nil, fmt.Errorf(`postgres: option statement_cache must be "prepare" or "describe", got %q`, mode)
+	}
+	if v, ok := opts["decode_json"]; ok && v != nil {
+		b, isBool := v.(bool)
+		if !isBool {
+			return nil, fmt.Errorf("postgres: option decode_json must be a boolean, got %T", v)
+		}
+		s.decodeJSON = b
+	}
+	if p, ok := opts["params"]; ok && p != nil {
+		m, isMap := p.(map[string]any)
+		if !isMap {
+			return nil, fmt.Errorf("postgres: option params must be a table of strings, got %T", p)
+		}
+		for k, v := range m {
+			sv, ok := core.ToString(v)
+			if !ok {
+				return nil, fmt.Errorf("postgres: option params.%s must be a string", k)
+			}
+			cfg.ConnConfig.RuntimeParams[k] = sv
+		}
+	}
+	// Dates and timestamps come back as text: pin the style so they are ISO 8601.
+	cfg.ConnConfig.RuntimeParams["datestyle"] = "ISO, YMD"
+	s.poolKey = poolKey(dsn, cfg)
+	return s, nil
+}
+
+func urlQueryEscape(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~", c) >= 0 {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
+
+// poolKey identifies a pool configuration: the final connection string
+// (password included, so the key is never shown) plus the pool settings.
+func poolKey(dsn string, cfg *pgxpool.Config) string {
+	cc := cfg.ConnConfig
+	params := make([]string, 0, len(cc.RuntimeParams))
+	for k, v := range cc.RuntimeParams {
+		params = append(params, k+"="+v)
+	}
+	sort.Strings(params)
+	return fmt.Sprintf("%s\x00%s\x00%d/%d/%v/%v/%v", dsn, strings.Join(params, ","),
+		cfg.MinConns, cfg.MaxConns, cfg.MaxConnLifetime, cfg.MaxConnIdleTime, cfg.HealthCheckPeriod)
+}
