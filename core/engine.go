@@ -224,6 +224,17 @@ func (e *Engine) sleepOnEventfd(buf []byte) error {
 	return rerr
 }
 
+// deadlineCtx reports a waited-for call's deadline, so that clients which
+// take their socket deadlines from ctx.Deadline() (go-redis, net.Conn based
+// libraries) stop reading in time, without the cost of a timer: Lua
+// cancels the context when its wait times out.
+type deadlineCtx struct {
+	context.Context
+	deadline time.Time
+}
+
+func (c deadlineCtx) Deadline() (time.Time, bool) { return c.deadline, true }
+
 // start handles one submission record.
 func (e *Engine) start(s *submission) {
 	switch s.kind {
@@ -254,6 +265,9 @@ func (e *Engine) start(s *submission) {
 		ctx, cancel = context.WithTimeout(e.ctx, time.Duration(s.timeout)*time.Millisecond)
 	} else {
 		ctx, cancel = context.WithCancel(e.ctx)
+		if s.timeout > 0 {
+			ctx = deadlineCtx{Context: ctx, deadline: time.Now().Add(time.Duration(s.timeout) * time.Millisecond)}
+		}
 	}
 	if !noReply {
 		e.cancelMu.Lock()

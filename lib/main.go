@@ -11,6 +11,7 @@ import (
 	_ "github.com/lua-resty-ffi-go/lua-resty-ffi-go/modules/grpc"
 	_ "github.com/lua-resty-ffi-go/lua-resty-ffi-go/modules/kafka"
 	_ "github.com/lua-resty-ffi-go/lua-resty-ffi-go/modules/postgres"
+	_ "github.com/lua-resty-ffi-go/lua-resty-ffi-go/modules/redis"
 )
 
 func main() {}

@@ -397,7 +397,9 @@ local function wait(ticket, timeout)
     local deadline = ngx_now() + timeout / 1000
     while not w.done do
         local left = deadline - ngx_now()
-        if left <= 0 then
+        -- below 1 ms, ngx.semaphore's wait returns at once without
+        -- yielding, so ngx.now() would never move: that is expiry
+        if left < 0.001 then
             break
         end
         if dispatcher_gone then
