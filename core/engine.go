@@ -353,6 +353,14 @@ func (e *Engine) Shutdown(timeout time.Duration) error {
 	for !e.rings.sqEmpty() && ctx.Err() == nil {
 		time.Sleep(time.Millisecond)
 	}
+	// Nobody will read the results of waited-for calls any more (a worker
+	// exits once its requests are done): stop them now. Fire-and-forget
+	// calls keep running until the deadline: they may be sends to finish.
+	e.cancelMu.Lock()
+	for _, cancel := range e.cancels {
+		cancel()
+	}
+	e.cancelMu.Unlock()
 	done := make(chan struct{})
 	go func() { e.running.Wait(); close(done) }()
 	var errs []error
