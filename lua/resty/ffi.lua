@@ -21,12 +21,10 @@ local type = type
 local select = select
 local error = error
 local pairs = pairs
-local next = next
 local setmetatable = setmetatable
 local getmetatable = getmetatable
 local tostring = tostring
 local pcall = pcall
-local rawget = rawget
 local encode_args = codec.encode_args
 local encode = codec.encode
 local decode = codec.decode
@@ -456,15 +454,13 @@ local function check_timeout(timeout)
     return timeout
 end
 
--- obj:call(op, ...) -> result, or nil, err [, detail]. Waits up to the
--- default call timeout.
-function object_mt.call(obj, op, ...)
-    check_object(obj, "call")
+-- call_wait submits a call and waits for it. Reached by tail calls only,
+-- so the error levels of submit and check_* still name the user's code.
+local function call_wait(obj, timeout, op, ...)
     local ok, err = check_phase()
     if not ok then
         return nil, err
     end
-    local timeout = config.call_timeout
     local ticket
     ticket, err = submit(obj, op, timeout, KIND_CALL, 1, select("#", ...), ...)
     if not ticket then
@@ -473,20 +469,17 @@ function object_mt.call(obj, op, ...)
     return wait(ticket, timeout)
 end
 
+-- obj:call(op, ...) -> result, or nil, err [, detail]. Waits up to the
+-- default call timeout.
+function object_mt.call(obj, op, ...)
+    check_object(obj, "call")
+    return call_wait(obj, config.call_timeout, op, ...)
+end
+
 -- obj:call_timeout(timeout_ms, op, ...): call with its own timeout.
 function object_mt.call_timeout(obj, timeout, op, ...)
     check_object(obj, "call_timeout")
-    timeout = check_timeout(timeout)
-    local ok, err = check_phase()
-    if not ok then
-        return nil, err
-    end
-    local ticket
-    ticket, err = submit(obj, op, timeout, KIND_CALL, 1, select("#", ...), ...)
-    if not ticket then
-        return nil, err
-    end
-    return wait(ticket, timeout)
+    return call_wait(obj, check_timeout(timeout), op, ...)
 end
 
 -- obj:submit(op, ...) -> true, or nil, err. Fire-and-forget: works in every

@@ -27,13 +27,11 @@ local floor = math.floor
 local type = type
 local tostring = tostring
 local pairs = pairs
-local next = next
 local error = error
 local pcall = pcall
 local getmetatable = getmetatable
 local setmetatable = setmetatable
 local tonumber = tonumber
-local str_byte = string.byte
 local ngx_null = ngx and ngx.null
 
 local ok, new_tab = pcall(require, "table.new")
