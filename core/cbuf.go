@@ -125,12 +125,10 @@ func (r *rings) sqEmpty() bool {
 // C memory: a Go address must not be stored where Lua reads.
 var emptyBuffer = C.calloc(1, 1)
 
-// errorFrame is the [message, nil] frame of an error.
+// errorFrame is the [message, detail] frame of an error.
 func errorFrame(err error) []byte {
 	var enc Encoder
-	enc.ArrayHeader(2)
-	enc.String(err.Error())
-	enc.Buf = append(enc.Buf, 0xc0)
+	encodeError(&enc, err)
 	return enc.Buf
 }
 

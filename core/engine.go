@@ -254,7 +254,7 @@ func (e *Engine) start(s *submission) {
 	noReply := s.kind == kindSubmit
 	ent := e.handles.get(s.object)
 	if ent == nil {
-		e.finish(s.ticket, noReply, nil, StatusError, "closed", nil)
+		e.finish(s.ticket, noReply, StatusError, errorFrame(errClosed))
 		return
 	}
 	var ctx context.Context
@@ -285,25 +285,14 @@ func (e *Engine) start(s *submission) {
 	go t.run()
 }
 
-// finish publishes a result (or, for fire-and-forget calls, only counts it).
-func (e *Engine) finish(ticket uint64, noReply bool, enc *Encoder, status int32, msg string, detail any) {
+// finish publishes an encoded result (or, for fire-and-forget calls, only
+// counts it). The ring keeps a copy: frame stays the caller's.
+func (e *Engine) finish(ticket uint64, noReply bool, status int32, frame []byte) {
 	if noReply {
 		e.rings.finishNoReply()
 		return
 	}
-	if enc == nil {
-		local := Encoder{Buf: getBuffer()}
-		local.ArrayHeader(2)
-		local.String(msg)
-		if local.Encode(detail) != nil {
-			local.Buf = append(local.Buf, 0xc0)
-		}
-		enc = &local
-	}
-	_, ring := e.rings.pushCompletion(ticket, status, 0, enc.Buf)
-	putBuffer(enc.Buf)
-	enc.Buf = nil
-	if ring {
+	if _, ring := e.rings.pushCompletion(ticket, status, 0, frame); ring {
 		e.bell.ring()
 	}
 }
@@ -454,7 +443,7 @@ func (t *task) run() {
 		} else {
 			st.Completed.Add(1)
 		}
-		e.finish(t.ticket, true, nil, 0, "", nil)
+		e.finish(t.ticket, true, 0, nil)
 		return
 	}
 	enc := encoderPool.Get().(*Encoder)
@@ -477,10 +466,14 @@ func (t *task) run() {
 		st.Completed.Add(1)
 	}
 	st.BytesOut.Add(uint64(len(enc.Buf)))
-	e.finish(t.ticket, false, enc, status, "", nil)
-	enc.Register = nil
+	e.finish(t.ticket, false, status, enc.Buf)
+	putBuffer(enc.Buf)
+	enc.Buf, enc.Register = nil, nil
 	encoderPool.Put(enc)
 }
+
+// errClosed answers a call on an object that was closed meanwhile.
+var errClosed = errors.New("closed")
 
 // encodeError writes [message, detail] for the Lua side.
 func encodeError(enc *Encoder, err error) {
