@@ -31,9 +31,10 @@ __DATA__
     }
 --- request
 GET /t
---- response_body
-nil DEADLINE_EXCEEDED: context deadline exceeded DEADLINE_EXCEEDED 4 true
+--- response_body_like chomp
+\Anil DEADLINE_EXCEEDED: (?:context deadline exceeded|stream terminated by RST_STREAM with error code: CANCEL) DEADLINE_EXCEEDED 4 true
 server saw the cancel: true, finished: false
+\z
 --- no_error_log
 [error]
 
@@ -55,10 +56,11 @@ server saw the cancel: true, finished: false
     }
 --- request
 GET /t
---- response_body
-DEADLINE_EXCEEDED: context deadline exceeded
+--- response_body_like chomp
+\ADEADLINE_EXCEEDED: (?:context deadline exceeded|stream terminated by RST_STREAM with error code: CANCEL)
 table
 false true
+\z
 --- no_error_log
 [error]
 
