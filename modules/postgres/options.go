@@ -1,12 +1,14 @@
 package postgres
 
 import (
+	"crypto/tls"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/lua-resty-ffi-go/lua-resty-ffi-go/core"
 )
@@ -35,7 +37,7 @@ var knownOptions = map[string]bool{
 	"dsn": true, "min_conns": true, "max_conns": true, "max_conn_lifetime": true,
 	"max_conn_idle_time": true, "statement_cache": true, "statement_cache_capacity": true,
 	"decode_json": true, "connect_timeout": true, "params": true, "tx_idle_timeout": true,
-	"health_check_period": true,
+	"health_check_period": true, "ssl_verify": true,
 }
 
 func init() {
@@ -141,6 +143,17 @@ func parseSettings(opts core.Options) (*settings, error) {
 		// pgx redacts the password in its parse errors
 		return nil, fmt.Errorf("postgres: bad connection options: %w", err)
 	}
+	verify := true
+	if v, ok := opts["ssl_verify"]; ok && v != nil {
+		b, isBool := v.(bool)
+		if !isBool {
+			return nil, fmt.Errorf("postgres: option ssl_verify must be a boolean, got %T", v)
+		}
+		verify = b
+	}
+	if verify {
+		verifyTLS(&cfg.ConnConfig.Config)
+	}
 	s := &settings{pool: cfg}
 	if n, err := optInt(opts, "max_conns", 10); err != nil {
 		return nil, err
@@ -210,8 +223,34 @@ func parseSettings(opts core.Options) (*settings, error) {
 	}
 	// Dates and timestamps come back as text: pin the style so they are ISO 8601.
 	cfg.ConnConfig.RuntimeParams["datestyle"] = "ISO, YMD"
-	s.poolKey = poolKey(dsn, cfg)
+	s.poolKey = poolKey(dsn, cfg) + fmt.Sprintf("\x00verify=%v", verify)
 	return s, nil
+}
+
+// verifyTLS makes every TLS attempt of the connection verify the server:
+// libpq's (and pgx's) sslmode=require, prefer and allow encrypt without
+// checking the certificate, which a man in the middle defeats. Such an
+// attempt becomes verify-full (the chain against sslrootcert or the system
+// roots, and the host name); verify-ca (also require with an sslrootcert,
+// as in libpq) keeps its own chain check. With prefer and allow a failed
+// verification still falls back to a plain connection, never to an
+// unverified TLS one.
+func verifyTLS(cc *pgconn.Config) {
+	fix := func(host string, t *tls.Config) {
+		if t == nil || !t.InsecureSkipVerify || t.VerifyPeerCertificate != nil {
+			return
+		}
+		t.InsecureSkipVerify = false
+		if t.ServerName == "" {
+			// pgx leaves it empty for IP addresses (no SNI); Go's TLS
+			// then checks the certificate's IP SANs against it
+			t.ServerName = host
+		}
+	}
+	fix(cc.Host, cc.TLSConfig)
+	for _, fb := range cc.Fallbacks {
+		fix(fb.Host, fb.TLSConfig)
+	}
 }
 
 func urlQueryEscape(s string) string {

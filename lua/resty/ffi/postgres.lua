@@ -433,6 +433,11 @@ function pgmoon.new(cfg)
     if cfg.pool_size then
         opts.max_conns = cfg.pool_size
     end
+    -- pgmoon verifies only when asked (ssl_verify = true); here every TLS
+    -- connection is verified unless ssl_verify is false (docs/postgres.md)
+    if cfg.ssl_verify == false then
+        opts.ssl_verify = false
+    end
     if not opts.sslmode then
         if cfg.ssl then
             if cfg.ssl_verify then
