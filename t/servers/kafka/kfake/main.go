@@ -8,11 +8,16 @@
 //	POST /resume[?port=N]    accept connections again
 //	GET  /status             one line per broker: port and up|down
 //
+// With -tls-cert/-tls-key the brokers speak TLS only; with -sasl they
+// require SASL (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 users). The ctl runs
+// such single-broker clusters next to the plain one for the security tests.
+//
 // Started and stopped by t/servers/kafka/ctl.
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -135,6 +140,9 @@ func main() {
 	topics := flag.String("topics", "rffi:4,rffi-keys:4,rffi-group:4,rffi-bench:4", "seed topics, name:partitions,...")
 	control := flag.String("control", "", "Unix socket path of the control API (none if empty)")
 	legacy := flag.Bool("legacy-produce", true, "accept Produce v2 (message sets), as old clients send")
+	tlsCert := flag.String("tls-cert", "", "PEM certificate: the brokers speak TLS only (with -tls-key)")
+	tlsKey := flag.String("tls-key", "", "PEM key of -tls-cert")
+	saslUsers := flag.String("sasl", "", "require SASL; users as MECHANISM:user:password,...")
 	flag.Parse()
 
 	gs := &gates{byPort: map[int]*gate{}}
@@ -156,6 +164,24 @@ func main() {
 		kfake.AllowAutoTopicCreation(),
 		kfake.DefaultNumPartitions(4),
 		kfake.GroupMinSessionTimeout(100 * time.Millisecond),
+	}
+	if *tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			log.Fatalf("kfake: loading the TLS certificate: %v", err)
+		}
+		opts = append(opts, kfake.TLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
+	}
+	if *saslUsers != "" {
+		opts = append(opts, kfake.EnableSASL())
+		for _, u := range strings.Split(*saslUsers, ",") {
+			mech, rest, _ := strings.Cut(u, ":")
+			user, pass, ok := strings.Cut(rest, ":")
+			if !ok {
+				log.Fatalf("kfake: -sasl wants MECHANISM:user:password, got %q", u)
+			}
+			opts = append(opts, kfake.Superuser(mech, user, pass))
+		}
 	}
 	for _, t := range strings.Split(*topics, ",") {
 		if t = strings.TrimSpace(t); t == "" {
