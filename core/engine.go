@@ -339,6 +339,10 @@ func (e *Engine) Shutdown(timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	// Records pushed before closing was set are still taken by the pump.
+	// Wake it: the last pushes (Lua's GC closing handles while the VM
+	// shuts down) may have left the wake-up to a waker thread that no
+	// longer runs, and the pump would sleep through the whole deadline.
+	e.kickPump()
 	for !e.rings.sqEmpty() && ctx.Err() == nil {
 		time.Sleep(time.Millisecond)
 	}
@@ -368,8 +372,7 @@ func (e *Engine) Shutdown(timeout time.Duration) error {
 		wg.Wait()
 	}
 	e.stop()
-	e.rings.setParked(0)
-	unix.Write(int(e.wake.Fd()), []byte{1, 0, 0, 0, 0, 0, 0, 0})
+	e.kickPump()
 	select {
 	case <-done:
 	case <-time.After(100 * time.Millisecond):
@@ -386,6 +389,13 @@ func (e *Engine) Shutdown(timeout time.Duration) error {
 		e.Log(LevelNotice, fmt.Sprintf("shut down in %v, %d objects closed", time.Since(started).Round(time.Millisecond), len(children)+len(roots)))
 	}
 	return err
+}
+
+// kickPump wakes the pump goroutine whether or not it is parked (a
+// spurious wake-up only costs it one empty round).
+func (e *Engine) kickPump() {
+	e.rings.setParked(0)
+	unix.Write(int(e.wake.Fd()), []byte{1, 0, 0, 0, 0, 0, 0, 0})
 }
 
 // task is one submitted call.

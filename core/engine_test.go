@@ -244,6 +244,36 @@ func TestHandlesAreClosedChildrenFirst(t *testing.T) {
 	}
 }
 
+// A close pushed by Lua's GC while the VM shuts down (lua_close, after the
+// waker thread has ended) asks for a wake-up nobody gives: shutdown must
+// wake the pump itself instead of waiting for the record until its deadline.
+func TestShutdownTakesRecordsLeftUnannounced(t *testing.T) {
+	e := newTestEngine(t, Config{})
+	h := openFake(t, e)
+	e.rings.luaPush(kindCall, 1, h, "child", nil, 0)
+	v, _ := Decode(await(t, e, 1).Data)
+	child := v.(Handle)
+	obj := e.handles.get(child).obj.(*fakeObject)
+	e.rings.luaDeferWake(true)
+	deadline := time.Now().Add(2 * time.Second)
+	for !e.rings.pumpParked() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if rc := e.rings.luaPush(kindClose, 0, child, "", nil, 0); rc != 1 {
+		t.Fatalf("push with the pump parked and wake-ups deferred: got %d, want 1", rc)
+	}
+	start := time.Now()
+	if err := e.Shutdown(3 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("shutdown took %v waiting for an unannounced record", d)
+	}
+	if obj.closed.Load() != 1 {
+		t.Fatal("the close record was not taken")
+	}
+}
+
 func TestManyConcurrentCalls(t *testing.T) {
 	e := newTestEngine(t, Config{})
 	h := openFake(t, e)
