@@ -140,24 +140,27 @@ rffi-secret
             local red = redis:new()
             red:set_timeout(2000)
             assert(red:connect("127.0.0.1", 16379))
-            red:del("injected", "sec:injected")
+            -- keys of this run only: other suites share the server
+            local p = "sec:" .. ngx.worker.pid() .. ":" .. ngx.now() .. ":"
+            red:del("injected", p .. "injected")
             local evil = "a\r\nSET injected 1\r\n"
-            local key = "sec:" .. evil .. "*3\r\n$3\r\nSET\r\n$12\r\nsec:injected\r\n$1\r\n1\r\n"
-            ngx.say("set value: ", red:set("sec:crlf", evil))
+            local key = p .. evil .. "*3\r\n$3\r\nSET\r\n$" .. #(p .. "injected") .. "\r\n" .. p .. "injected\r\n$1\r\n1\r\n"
+            ngx.say("set value: ", red:set(p .. "crlf", evil))
             ngx.say("set key: ", red:set(key, evil .. "\0"))
-            ngx.say("value verbatim: ", red:get("sec:crlf") == evil)
+            ngx.say("value verbatim: ", red:get(p .. "crlf") == evil)
             ngx.say("key verbatim: ", red:get(key) == evil .. "\0")
-            ngx.say("hash field: ", red:hset("sec:h", evil, evil), " ", red:hget("sec:h", evil) == evil)
+            ngx.say("hash field: ", red:hset(p .. "h", evil, evil), " ", red:hget(p .. "h", evil) == evil)
             red:init_pipeline()
-            red:set("sec:p", evil)
-            red:get("sec:p")
+            red:set(p .. "p", evil)
+            red:get(p .. "p")
             local res = red:commit_pipeline()
             ngx.say("pipeline: ", res[1], " ", res[2] == evil)
             local cli = assert(redis.new{ addr = "127.0.0.1:16379" })
-            ngx.say("native: ", cli:set("sec:n " .. evil, evil), " ", cli:get("sec:n " .. evil) == evil)
-            ngx.say("injected keys: ", red:exists("injected", "sec:injected"))
-            ngx.say("keys: ", #red:keys("sec:*"))
-            red:del("sec:crlf", key, "sec:h", "sec:p", "sec:n " .. evil)
+            ngx.say("native: ", cli:set(p .. "n " .. evil, evil), " ", cli:get(p .. "n " .. evil) == evil)
+            ngx.say("injected keys: ", red:exists("injected", p .. "injected"))
+            local keys = red:keys(p .. "*")
+            ngx.say("keys: ", #keys)
+            red:del(unpack(keys))
         }
     }
 --- request
