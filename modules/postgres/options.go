@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -140,8 +141,7 @@ func parseSettings(opts core.Options) (*settings, error) {
 	}
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		// pgx redacts the password in its parse errors
-		return nil, fmt.Errorf("postgres: bad connection options: %w", err)
+		return nil, fmt.Errorf("postgres: bad connection options: %w", withoutConnString(err))
 	}
 	verify := true
 	if v, ok := opts["ssl_verify"]; ok && v != nil {
@@ -226,6 +226,31 @@ func parseSettings(opts core.Options) (*settings, error) {
 	s.poolKey = poolKey(dsn, cfg) + fmt.Sprintf("\x00verify=%v", verify)
 	return s, nil
 }
+
+// withoutConnString drops the connection string from pgx's parse errors.
+// pgx masks the password in it only as well as it can guess where the
+// password is in a string that did not parse: a URL whose password holds
+// an unescaped "@" came out with the rest of the password in clear. What
+// is left (pgx's message and the cause) names the problem without quoting
+// the string.
+func withoutConnString(err error) error {
+	var pe *pgconn.ParseConfigError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	bare := *pe
+	bare.ConnString = ""
+	return parseError{strings.TrimPrefix(bare.Error(), "cannot parse ``: "), pe.Unwrap()}
+}
+
+// parseError keeps the cause for errors.Is / errors.As.
+type parseError struct {
+	msg   string
+	cause error
+}
+
+func (e parseError) Error() string { return e.msg }
+func (e parseError) Unwrap() error { return e.cause }
 
 // verifyTLS makes every TLS attempt of the connection verify the server:
 // libpq's (and pgx's) sslmode=require, prefer and allow encrypt without

@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -138,5 +139,27 @@ func TestSSLVerifyIsPartOfThePoolKey(t *testing.T) {
 	}
 	if _, err := parseSettings(core.Options{"host": "h", "ssl_verify": "no"}); err == nil {
 		t.Fatal("ssl_verify = \"no\" accepted")
+	}
+}
+
+func TestParseErrorsNeverShowThePassword(t *testing.T) {
+	const secret = "pg-SECRET-9x"
+	for _, o := range []core.Options{
+		{"dsn": "postgres://u:pw@" + secret + "@127.0.0.1:notaport/d"}, // unescaped "@"
+		{"dsn": "postgres://u:pw:" + secret + "@127.0.0.1:notaport/d"},
+		{"dsn": "postgres://u:" + secret + "%zz@127.0.0.1/d"},
+		{"dsn": "postgres://127.0.0.1/d?password=" + secret + "&port=x"},
+		{"dsn": "host=127.0.0.1 port=x password='a " + secret + "'"},
+		{"dsn": "host=127.0.0.1 port=x sslpassword=" + secret},
+		{"host": "127.0.0.1", "port": "x", "password": "a'" + secret},
+		{"host": "127.0.0.1", "port": "x", "password": "a " + secret},
+		{"dsn": "postgres://u:" + secret + "@127.0.0.1/d", "sslmode": "bogus"},
+	} {
+		_, err := parseSettings(o)
+		if err == nil {
+			t.Errorf("%v: parsed", o)
+		} else if strings.Contains(err.Error(), secret) {
+			t.Errorf("the error shows the password: %v", err)
+		}
 	}
 }

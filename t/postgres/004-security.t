@@ -194,6 +194,9 @@ sslrootcert: ssl=true
                 { "tls failure, url", { dsn = "postgres://rffi_tls:" .. secret .. "@127.0.0.1:15432/rffi?sslmode=verify-full" } },
                 { "bad url", { dsn = "postgres://rffi:" .. secret .. "@127.0.0.1:notaport/rffi" } },
                 { "bad keywords", { dsn = "host=127.0.0.1 port=notaport password=" .. secret } },
+                -- an unescaped "@" in the password: pgx's masking guessed wrong
+                { "bad url, @ in the password", { dsn = "postgres://rffi:pw@" .. secret .. "@127.0.0.1:notaport/rffi" } },
+                { "bad url, quote in the password", { host = "127.0.0.1", port = "notaport", password = "a'" .. secret } },
                 { "bad option", { dsn = "postgres://rffi:" .. secret .. "@127.0.0.1:15432/rffi", sslmode = "bogus" } },
             }
             for _, c in ipairs(cases) do
@@ -221,6 +224,8 @@ tls failure: true true
 tls failure, url: true true
 bad url: true true
 bad keywords: true true
+bad url, @ in the password: true true
+bad url, quote in the password: true true
 bad option: true true
 --- error_log
 pg case wrong password, url: postgres: acquiring a connection
