@@ -14,7 +14,9 @@ no_shuffle();
 
 # a socket_dir of our own, so the test can look at all it holds
 $ENV{TEST_NGINX_SOCK_DIR} = "/tmp/rffi-sec-sock-$$";
-File::Path::make_path($ENV{TEST_NGINX_SOCK_DIR}, { mode => 0755 });
+File::Path::make_path($ENV{TEST_NGINX_SOCK_DIR});
+# like /tmp (the default socket_dir): whatever user the workers run as
+chmod 01777, $ENV{TEST_NGINX_SOCK_DIR};
 # touched after the directory: the directory is newer than it only once
 # something was made (and removed) inside
 { open my $ref, '>', "$ENV{TEST_NGINX_SOCK_DIR}.ref" or die $!; close $ref; }
