@@ -72,7 +72,10 @@ consume = function(premature)
         if batch then
             for _, m in ipairs(batch) do
                 if m.key then
-                    local ok, serr = dict:set(m.key, m.value)
+                    -- the offset as the entry's flags (+1: flags 0 read back
+                    -- as nil) tells a new store of a key from an older one
+                    -- with the same value (/kv/put waits for it)
+                    local ok, serr = dict:set(m.key, m.value, 0, m.offset % 0x7ffffffe + 1)
                     if not ok then
                         ngx_log(WARN, "examples.kv: dict:set ", m.key, ": ", serr)
                     end
@@ -119,17 +122,21 @@ listen = function(premature)
     l:close()
 end
 
--- wait_until(key, value, ms) -> ms it took until dict[key] == value (nil
--- for "absent"), or nil after ms. For the demo locations only: a real
--- handler reads the dict and moves on.
-function _M.wait_until(key, value, ms)
+-- wait_until(key, value, ms, old_flags) -> ms it took until dict[key] ==
+-- value (nil for "absent"), stored with flags other than old_flags when
+-- given; or nil after ms. For the demo locations only: a real handler
+-- reads the dict and moves on.
+function _M.wait_until(key, value, ms, old_flags)
     local dict = ngx.shared[_M.conf.dict]
+    ngx.update_time()
     local t0 = ngx.now()
     repeat
-        if dict:get(key) == value then
+        local v, flags = dict:get(key)
+        if v == value and (old_flags == nil or flags ~= old_flags) then
+            ngx.update_time()
             return math.floor((ngx.now() - t0) * 1000 + 0.5)
         end
-        ngx.sleep(0.01)
+        ngx.sleep(0.005)
         ngx.update_time()
     until ngx.now() - t0 > ms / 1000
     return nil
