@@ -1,5 +1,5 @@
 -- lua-resty-ffi-go from the repository's main branch. Building needs Go
--- (>= 1.24) on PATH or GO=/path/to/go, and a C compiler for cgo.
+-- (go.mod's go line, 1.26.8 or newer) on PATH or GO=/path/to/go, and a C compiler for cgo.
 package = "lua-resty-ffi-go"
 version = "scm-1"
 

@@ -34,18 +34,24 @@ BEGIN {
 }
 
 use Test::Nginx::Socket::Lua -Base;
-use IO::Socket::INET ();
+use t::Backend ();
 
 our @EXPORT = qw(need_backend);
 
-# Every block sees the project's Lua modules and the built Go library.  An
-# optional `--- init_by_lua_block` section (a common convention, not a
-# Test::Nginx section) becomes an init_by_lua_block in http_config.
+# Every block sees the project's Lua modules and the built Go library, or,
+# when TEST_NGINX_LUA_DIR and TEST_NGINX_CLIB_DIR name an installed tree
+# (t/core/010-install.t), that tree alone.  An optional
+# `--- init_by_lua_block` section (a common convention, not a Test::Nginx
+# section) becomes an init_by_lua_block in http_config.
+my ($LuaDir, $ClibDir, $Default) = ("$Root/lua", "$Root/build", ";;");
+if ($ENV{TEST_NGINX_LUA_DIR} && $ENV{TEST_NGINX_CLIB_DIR}) {
+    ($LuaDir, $ClibDir, $Default) = ($ENV{TEST_NGINX_LUA_DIR}, $ENV{TEST_NGINX_CLIB_DIR}, "");
+}
 add_block_preprocessor(sub {
     my $block = shift;
     my $http_config = <<"_EOC_";
-    lua_package_path "$Root/lua/?.lua;$Root/t/lib/?.lua;/usr/share/lua/5.1/?.lua;;";
-    lua_package_cpath "$Root/build/?.so;;";
+    lua_package_path "$LuaDir/?.lua;$Root/t/lib/?.lua;/usr/share/lua/5.1/?.lua$Default";
+    lua_package_cpath "$ClibDir/?.so$Default";
 _EOC_
     if (defined(my $init = $block->init_by_lua_block)) {
         $http_config .= "    init_by_lua_block {\n$init\n    }\n";
@@ -54,24 +60,7 @@ _EOC_
     $block->set_value('http_config', $http_config);
 });
 
-# need_backend($name, $host, $port): skip the whole file when a backend
-# (Redis, PostgreSQL, ...) is not listening; under CI, bail out instead.
-sub need_backend ($$$) {
-    my ($name, $host, $port) = @_;
-    my $sock = IO::Socket::INET->new(PeerAddr => $host, PeerPort => $port,
-                                     Proto => 'tcp', Timeout => 2);
-    if ($sock) {
-        close $sock;
-        return 1;
-    }
-    my $msg = "backend $name is not reachable at $host:$port; "
-            . "start it with `make backends`";
-    if ($ENV{CI}) {
-        # (a plan first keeps Test::Base's END block quiet)
-        Test::More::plan('no_plan') unless Test::More->builder->has_plan;
-        Test::More::BAIL_OUT($msg);
-    }
-    Test::More::plan(skip_all => $msg);
-}
+# need_backend($name, $host, $port): see t/Backend.pm.
+sub need_backend ($$$) { t::Backend::need_backend($_[0], $_[1], $_[2]) }
 
 1;

@@ -10,6 +10,9 @@ package t::Standalone;
 #     $n->start or BAIL_OUT("nginx did not start");
 #     ... $n->port, $n->master_pid, $n->error_log_lines ...
 #     $n->stop;
+#
+# `conf => $text` instead of `http` writes a whole nginx.conf as given
+# (examples/nginx.conf, say); it must keep its pid file in logs/nginx.pid.
 
 use strict;
 use warnings;
@@ -26,7 +29,8 @@ sub new {
         log_level => 'info',
         %opt,
     }, $class;
-    die "t::Standalone: prefix and http are required" unless $self->{prefix} && $self->{http};
+    die "t::Standalone: prefix and http (or conf) are required"
+        unless $self->{prefix} && ($self->{http} || $self->{conf});
     return $self;
 }
 
@@ -42,6 +46,13 @@ sub write_conf {
     remove_tree($p);
     make_path("$p/conf", "$p/logs", @{ $self->{dirs} || [] });
     chmod 0777, $p, "$p/logs", @{ $self->{dirs} || [] };
+    if (defined $self->{conf}) {
+        (my $conf = $self->{conf}) =~ s/\$PORT\b/$self->{port}/g;
+        open my $fh, '>', "$p/conf/nginx.conf" or die "$p/conf/nginx.conf: $!";
+        print $fh $conf;
+        close $fh;
+        return;
+    }
     my $load = join "", map { "load_module $_;\n" } split ' ', $self->{modules};
     my $user = $> == 0 ? "user nobody nogroup;" : "";
     (my $http = $self->{http}) =~ s/\$PORT\b/$self->{port}/g;

@@ -1,15 +1,9 @@
--- Shared setup of the example server: modules register what they start in
--- init_worker (consumers, listeners) here.
-local _M = { _VERSION = "0.1.0", init_workers = {} }
-
-function _M.on_init_worker(fn)
-    _M.init_workers[#_M.init_workers + 1] = fn
-end
+-- Shared setup of the example server: what init_worker starts.
+local _M = { _VERSION = "0.1.0" }
 
 function _M.init_worker()
-    for _, fn in ipairs(_M.init_workers) do
-        fn()
-    end
+    -- the Kafka consumer and the LISTEN loop behind /kv/*
+    require("examples.kv").start()
 end
 
 return _M
