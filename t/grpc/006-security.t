@@ -46,6 +46,7 @@ __DATA__
     }
 --- request
 GET /t
+--- timeout: 20
 --- response_body
 value: INTERNAL: header key "x-v" contains value with non-printable ASCII characters
 value, LF only: INTERNAL: header key "x-v" contains value with non-printable ASCII characters
@@ -78,6 +79,7 @@ connection metadata: INTERNAL: header key "x-v" contains value with non-printabl
     }
 --- request
 GET /t
+--- timeout: 20
 --- response_body
 127.0.0.1:15051 application/grpc nil nil nil
 --- no_error_log

@@ -109,6 +109,7 @@ allow: refused: unknown authority
     }
 --- request
 GET /t
+--- timeout: 20
 --- response_body
 prefer: ssl=true
 require: ssl=true
@@ -133,6 +134,7 @@ dsn: ssl=true
     }
 --- request
 GET /t
+--- timeout: 20
 --- response_body
 require: ssl=true
 dsn: ssl=true
@@ -266,6 +268,7 @@ Zq7-pg-SECRET-9x
     }
 --- request
 GET /t
+--- timeout: 20
 --- response_body
 matches: 1
 1 verbatim

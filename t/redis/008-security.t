@@ -45,6 +45,7 @@ __DATA__
     }
 --- request
 GET /t
+--- timeout: 20
 --- response_body
 ssl = true: refused: unknown authority
 tls = true: refused: unknown authority
@@ -165,6 +166,7 @@ rffi-secret
     }
 --- request
 GET /t
+--- timeout: 20
 --- response_body
 set value: OK
 set key: OK
