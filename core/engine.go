@@ -52,6 +52,9 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// idleWorkers bounds the goroutines kept waiting for calls (workers.go).
+const idleWorkers = 64
+
 // Engine is the per-process state: one per nginx worker.
 type Engine struct {
 	cfg     Config
@@ -62,6 +65,7 @@ type Engine struct {
 	handles *handleTable
 	bell    *doorbell
 	running sync.WaitGroup
+	workers *workerPool
 	closing atomic.Bool
 	pumpEnd chan struct{}
 
@@ -94,6 +98,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 		cancels:  map[uint64]context.CancelFunc{},
 		runtimes: map[string]*RuntimeStats{},
 		pumpEnd:  make(chan struct{}),
+		workers:  newWorkerPool(idleWorkers),
 	}
 	e.ctx, e.stop = context.WithCancel(context.Background())
 	e.bell = newDoorbell(e.Log)
@@ -264,7 +269,10 @@ func (e *Engine) start(s *submission) {
 	if noReply && s.timeout > 0 {
 		ctx, cancel = context.WithTimeout(e.ctx, time.Duration(s.timeout)*time.Millisecond)
 	} else {
-		ctx, cancel = context.WithCancel(e.ctx)
+		// Not derived from e.ctx: a child of a cancelable parent is also
+		// entered in the parent's set under its lock, on every call.
+		// Shutdown cancels waited-for calls through e.cancels instead.
+		ctx, cancel = context.WithCancel(context.Background())
 		if s.timeout > 0 {
 			ctx = deadlineCtx{Context: ctx, deadline: time.Now().Add(time.Duration(s.timeout) * time.Millisecond)}
 		}
@@ -273,6 +281,9 @@ func (e *Engine) start(s *submission) {
 		e.cancelMu.Lock()
 		e.cancels[s.ticket] = cancel
 		e.cancelMu.Unlock()
+		if e.closing.Load() {
+			cancel() // Shutdown's pass over e.cancels may have run already
+		}
 	}
 	t := &task{
 		engine: e, entry: ent, ticket: s.ticket, ctx: ctx, cancel: cancel,
@@ -282,7 +293,7 @@ func (e *Engine) start(s *submission) {
 	ent.stats.InFlight.Add(1)
 	ent.stats.BytesIn.Add(uint64(len(t.args)))
 	e.running.Add(1)
-	go t.run()
+	e.workers.run(t)
 }
 
 // finish publishes an encoded result (or, for fire-and-forget calls, only
@@ -378,6 +389,7 @@ func (e *Engine) Shutdown(timeout time.Duration) error {
 	case <-time.After(100 * time.Millisecond):
 	}
 	<-e.pumpEnd
+	e.workers.stop()
 	e.bell.close()
 	if ctx.Err() != nil {
 		errs = append(errs, errors.New("deadline passed while closing runtimes"))

@@ -40,6 +40,7 @@ func (e *Engine) Stats() map[string]any {
 		"buffers_freed":     e.rings.released.Load(),
 		"handles":           e.handles.len(),
 		"goroutines":        NumGoroutine(),
+		"idle_workers":      e.workers.idleWorkers(),
 		"logs_dropped":      e.logsDropped.Load(),
 		"closing":           e.closing.Load(),
 		"doorbell_rings":    e.bell.rings.Load(),

@@ -393,6 +393,11 @@ local function wait(ticket, timeout)
     waiting[ticket] = w
     waiting_count = waiting_count + 1
     local deadline = ngx_now() + timeout / 1000
+    if not dispatcher_gone and timeout >= 1 then
+        -- the usual case: one wait, outside the loop below, which LuaJIT
+        -- cannot compile when it runs once ("inner loop in root trace")
+        w.sema:wait(timeout / 1000)
+    end
     while not w.done do
         local left = deadline - ngx_now()
         -- below 1 ms, ngx.semaphore's wait returns at once without

@@ -53,11 +53,15 @@ func benchRuntime(b *testing.B) *Runtime {
 }
 
 // BenchmarkGetParallel50 is the shape of the wrk benchmark: 50 concurrent
-// callers of single GETs, with and without auto-pipelining.
+// callers of single GETs, one round trip each, coalesced, or through
+// go-redis's autopipeliner.
 func BenchmarkGetParallel50(b *testing.B) {
-	for _, ap := range []bool{false, true} {
-		b.Run(fmt.Sprintf("auto_pipeline=%v", ap), func(b *testing.B) {
-			o, err := New(core.Options{"addr": singleAddr, "auto_pipeline": ap})
+	for _, mode := range []core.Options{
+		{"coalesce": false}, {"coalesce": true}, {"coalesce": false, "auto_pipeline": true},
+	} {
+		b.Run(fmt.Sprintf("coalesce=%v,auto_pipeline=%v", mode["coalesce"], mode["auto_pipeline"] == true), func(b *testing.B) {
+			mode["addr"] = singleAddr
+			o, err := New(mode)
 			if err != nil {
 				b.Fatal(err)
 			}

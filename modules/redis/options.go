@@ -33,6 +33,9 @@ type config struct {
 	// by default: go-redis calls it experimental, and bench/redis/run.sh
 	// measured no steady gain with the current core (within noise).
 	autoPipeline bool
+	// coalesce sends the single commands of concurrent calls as one
+	// pipeline (coalesce.go). On by default.
+	coalesce bool
 }
 
 // optionReader reads typed values out of the options map and remembers
@@ -148,7 +151,7 @@ var knownOptions = []string{
 	"connect_timeout", "dial_timeout", "read_timeout", "write_timeout",
 	"ssl", "ssl_verify", "server_name", "tls",
 	"master_name", "sentinel_addrs", "sentinel_username", "sentinel_password",
-	"read_from_replicas", "max_redirects", "auto_pipeline",
+	"read_from_replicas", "max_redirects", "auto_pipeline", "coalesce",
 	// lua-resty-redis connect options that mean nothing to a Go pool
 	"pool", "backlog",
 }
@@ -281,6 +284,7 @@ func parseOptions(opts core.Options) (*config, error) {
 	uo.MaxRedirects = r.integer("max_redirects")
 	c.replicas = r.boolean("read_from_replicas", false)
 	c.autoPipeline = r.boolean("auto_pipeline", false)
+	c.coalesce = r.boolean("coalesce", true)
 	uo.DisableIdentity = true // no CLIENT SETINFO round trip on each new connection
 
 	tlsConf, err := r.tlsConfig(addr, uo.Addrs)

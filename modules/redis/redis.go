@@ -49,6 +49,7 @@ type Runtime struct {
 	cmd    doer
 	apOnce sync.Once
 	ap     *goredis.AutoPipeliner
+	co     *coalescer
 }
 
 // New parses the options and builds the client; go-redis connects on the
@@ -63,11 +64,19 @@ func New(opts core.Options) (core.Object, error) {
 	return r, nil
 }
 
-// commands returns what runs single commands, making the autopipeliner
-// on first use (it starts goroutines, which a factory should not).
+// commands returns what runs single commands, making the coalescer or the
+// autopipeliner on first use (they start goroutines, which a factory
+// should not).
 func (r *Runtime) commands() doer {
 	if !r.cfg.autoPipeline {
-		return r.client
+		if !r.cfg.coalesce {
+			return r.client
+		}
+		r.apOnce.Do(func() { r.co = newCoalescer(r.client) })
+		if r.co == nil {
+			return r.client // closed
+		}
+		return r.co
 	}
 	r.apOnce.Do(func() {
 		ap, err := r.client.AutoPipeline()
@@ -143,6 +152,9 @@ func (r *Runtime) Close(context.Context) error {
 	r.apOnce.Do(func() {}) // no autopipeliner from now on
 	if r.ap != nil {
 		r.ap.Close()
+	}
+	if r.co != nil {
+		r.co.close()
 	}
 	return r.client.Close()
 }

@@ -334,6 +334,13 @@ end
 function _M.encode_args(first, n, ...)
     reset()
     put_head(n, 0x90, 15, nil, 0xdc, 0xdd)
+    if n == 1 then
+        -- the commonest call; a loop run once is a trace LuaJIT abandons
+        arg_index = first
+        put_value((...), 0)
+        arg_index = nil
+        return buf, pos
+    end
     for i = 1, n do
         arg_index = first + i - 1
         put_value((select(i, ...)), 0)
@@ -586,9 +593,43 @@ local function decode_frame(p, n)
     end
 end
 
+-- decode_lone_scalar returns true, value when the frame is one string,
+-- small integer, nil or boolean, the commonest results. Those skip the
+-- pcall and decode_frame's loop: a loop that runs once and returns is a
+-- trace LuaJIT cannot finish ("return to lower frame"), and once it is
+-- blacklisted every result decodes in the interpreter.
+local function decode_lone_scalar(b, n)
+    local t = b[0]
+    if t >= 0xa0 and t <= 0xbf then
+        if n == t - 0x9f then
+            return true, ffi_string(b + 1, n - 1)
+        end
+    elseif t == 0xd9 or t == 0xc4 then
+        if n >= 2 and n == b[1] + 2 then
+            return true, ffi_string(b + 2, n - 2)
+        end
+    elseif n == 1 then
+        if t < 0x80 then
+            return true, t
+        elseif t == 0xc0 then
+            return true, nil
+        elseif t == 0xc3 or t == 0xc2 then
+            return true, t == 0xc3
+        end
+    end
+    return false
+end
+
 -- decode(pointer, length) -> value, or nil, err for a malformed frame.
 -- The pointer must stay valid during the call; nothing keeps it after.
 function _M.decode(p, n)
+    n = tonumber(n)
+    if n > 0 then
+        local lone, v = decode_lone_scalar(ffi_cast(uint8_ptr, p), n)
+        if lone then
+            return v
+        end
+    end
     local ok, v = pcall(decode_frame, p, n)
     src = nil
     if not ok then
