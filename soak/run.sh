@@ -302,7 +302,8 @@ elif [ "${SOAK_FUZZ:-1}" = 1 ]; then
     echo "== soak: scripts/fuzz.sh is not present: fuzzing not run"
 fi
 if [ "${SOAK_DOC:-0}" = 1 ]; then
-    "$run/soak-tool" doc -report "$run/report.md" -out docs/RELIABILITY.md
+    # SOAK_NOTE: a line about the machine, put above the figures
+    "$run/soak-tool" doc -report "$run/report.md" -out docs/RELIABILITY.md -note "${SOAK_NOTE:-}"
     echo "== soak: figures written into docs/RELIABILITY.md"
 fi
 [ $rc -eq 0 ] && echo "== soak: PASS" || echo "== soak: FAIL"

@@ -26,6 +26,11 @@ type checks struct {
 	failed int
 }
 
+// note adds a figure that is shown but not checked.
+func (c *checks) note(what, figure string) {
+	c.rows = append(c.rows, [3]string{what, figure, "(figure)"})
+}
+
 func (c *checks) add(ok bool, what, figure string) {
 	res := "ok"
 	if !ok {
@@ -118,9 +123,6 @@ func report(args []string) error {
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 
-	w("Command: `%s` (%d s: chaos phase %d s with a reload every 10 s, steady phase %d s), %s.\n\n",
-		*command, *duration, *chaos, *steady, time.Now().UTC().Format("2006-01-02 15:04 UTC"))
-
 	// ------------------------------------------------ workers and latency
 	log, err := os.ReadFile(path("error.log"))
 	if err != nil {
@@ -154,7 +156,7 @@ func report(args []string) error {
 	bound := float64(*timeout)/1000 + 1
 	c.add(maxLat <= bound && wrkTimeouts == 0, fmt.Sprintf("no request hung: wrk's max latency <= largest timeout + 1 s (%.0f s), no wrk timeout (30 s)", bound),
 		fmt.Sprintf("%.0f ms, %d timeouts", maxLat*1000, wrkTimeouts))
-	c.add(true, "nginx reloads (HUP)", strconv.Itoa(hups))
+	c.note("nginx reloads (HUP)", strconv.Itoa(hups))
 
 	// ------------------------------------------------ Kafka
 	if err := kafkaChecks(&c, w, *brokers, string(log)); err != nil {
@@ -174,6 +176,8 @@ func report(args []string) error {
 	}
 
 	var out strings.Builder
+	fmt.Fprintf(&out, "Command: `%s` (%d s: chaos phase %d s with a reload every 10 s, steady phase %d s), %s.\n\n",
+		*command, *duration, *chaos, *steady, time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	out.WriteString("### Checks\n\n| check | figure | result |\n|---|---|---|\n")
 	for _, r := range c.rows {
 		fmt.Fprintf(&out, "| %s | %s | %s |\n", r[0], r[1], r[2])
@@ -466,8 +470,8 @@ func workerChecks(c *checks, w func(string, ...any), evs []event) error {
 	warmed := find(evs, "warmed-up", "")
 	end := find(evs, "phase", "steady-end")
 	w("### Workers of the steady phase\n\n")
-	w("Samples: idle (after a warm-up that opened every runtime in both workers, before the load), after warm-up (%.0f s into the load), end of the load, final (idle again).\n\n", warmed-find(evs, "phase", "steady"))
-	w("| worker | in-flight | waiting | buffers allocated / freed | goroutines idle / final | RSS after warm-up / end of load / final | growth |\n|---|---|---|---|---|---|---|\n")
+	w("Samples: idle (after a warm-up that opened every runtime in both workers, before the load), after warm-up (%.0f s into the load), peak under load, after the load (idle again, 5 s later); growth: after the load vs after warm-up.\n\n", warmed-find(evs, "phase", "steady"))
+	w("| worker | in-flight | waiting | buffers allocated / freed | goroutines idle / final | RSS after warm-up / peak under load / after the load | growth |\n|---|---|---|---|---|---|---|\n")
 	for _, f := range final.Workers {
 		pid := f["pid"]
 		var i Worker
@@ -480,7 +484,11 @@ func workerChecks(c *checks, w func(string, ...any), evs []event) error {
 			c.add(false, fmt.Sprintf("worker %.0f: the same worker idle and final", pid), "not in the idle snapshot (did it restart?)")
 			continue
 		}
-		var rssWarm, rssEnd float64
+		// after warm-up: the first sample a quarter into the load; growth
+		// compares the idle worker after the load with it (a leak stays);
+		// the peak under load is shown: it includes what outages buffer
+		// (the Kafka producer holds the messages of a stopped broker)
+		var rssWarm, rssPeak float64
 		for _, s := range samples {
 			for _, x := range s.Workers {
 				if x["pid"] != pid {
@@ -489,18 +497,18 @@ func workerChecks(c *checks, w func(string, ...any), evs []event) error {
 				if s.Time >= warmed && rssWarm == 0 {
 					rssWarm = x["rss_kb"]
 				}
-				if s.Time <= end {
-					rssEnd = x["rss_kb"]
+				if s.Time >= warmed && s.Time <= end {
+					rssPeak = math.Max(rssPeak, x["rss_kb"])
 				}
 			}
 		}
 		growth := math.NaN()
 		if rssWarm > 0 {
-			growth = (math.Max(rssEnd, f["rss_kb"]) - rssWarm) / rssWarm * 100
+			growth = (f["rss_kb"] - rssWarm) / rssWarm * 100
 		}
 		w("| %.0f | %.0f | %.0f | %.0f / %.0f | %.0f / %.0f | %.1f / %.1f / %.1f MiB | %+.1f%% |\n",
 			pid, f["in_flight"], f["waiting"], f["buffers_allocated"], f["buffers_freed"],
-			i["goroutines"], f["goroutines"], rssWarm/1024, rssEnd/1024, f["rss_kb"]/1024, growth)
+			i["goroutines"], f["goroutines"], rssWarm/1024, rssPeak/1024, f["rss_kb"]/1024, growth)
 		name := fmt.Sprintf("worker %.0f: ", pid)
 		c.add(f["in_flight"] == 0 && f["waiting"] == 0 && f["kafka_buffered"] == 0, name+"nothing in flight after the load (calls, waiters, Kafka buffer)",
 			fmt.Sprintf("%.0f, %.0f, %.0f", f["in_flight"], f["waiting"], f["kafka_buffered"]))
@@ -512,7 +520,7 @@ func workerChecks(c *checks, w func(string, ...any), evs []event) error {
 			w("Worker %.0f: goroutines more after the load than idle, by where they wait: %s\n\n",
 				pid, goroutineDiff(fmt.Sprintf("%.0f", pid)))
 		}
-		c.add(growth <= 10, name+"RSS growth after warm-up <= 10%", fmt.Sprintf("%+.1f%%", growth))
+		c.add(growth <= 10, name+"RSS growth after warm-up <= 10% (idle after the load vs a quarter into it)", fmt.Sprintf("%+.1f%%", growth))
 	}
 	w("\n")
 	return nil
@@ -548,16 +556,51 @@ func outageChecks(c *checks, w func(string, ...any), evs []event) error {
 			}
 		}
 	}
-	// A failure belongs to an outage when it started while the backend
-	// was down or within 10 s of its return; the rest are unexplained.
-	const after = 10.0
+	// Recovery: from the backend's return to the end of the first
+	// successful probe that begins 1 s of successes. A failure belongs to
+	// an outage when it ended after the stop and started before that
+	// probe; the others are unexplained (reloads, other backends, load).
+	const steadyFor = 1.0
+	recoveredAt := map[*outage]float64{}
+	for _, o := range outs {
+		if o.up == 0 {
+			continue
+		}
+		var mine []ProbeResult
+		for _, p := range probes {
+			if p.Backend == o.backend && p.Start >= o.up {
+				mine = append(mine, p)
+			}
+		}
+		for i, p := range mine {
+			if !p.OK {
+				continue
+			}
+			steady := true
+			for _, q := range mine[i:] {
+				if q.Start > p.Start+steadyFor {
+					break
+				}
+				steady = steady && q.OK
+			}
+			if steady {
+				o.recovery = math.Max(0, p.End-o.up)
+				o.recovered = true
+				recoveredAt[o] = p.Start
+				break
+			}
+		}
+	}
 	unexplained := map[string]int{}
 	var examples []string
 	for _, p := range probes {
 		var o *outage
 		for _, x := range outs {
 			// (a probe that started just before the stop can meet it)
-			if x.backend == p.Backend && p.End >= x.down && (x.up == 0 || p.Start < x.up+after) {
+			if x.backend != p.Backend || p.End < x.down {
+				continue
+			}
+			if r, ok := recoveredAt[x]; !ok || p.Start < r {
 				o = x
 			}
 		}
@@ -569,28 +612,8 @@ func outageChecks(c *checks, w func(string, ...any), evs []event) error {
 			}
 		case o == nil && !p.OK:
 			unexplained[p.Backend]++
-			if len(examples) < 5 {
+			if len(examples) < 10 {
 				examples = append(examples, fmt.Sprintf("%s at %s: %s", p.Backend, clock(p.Start), p.Err))
-			}
-		}
-	}
-	// recovery: from the backend's return to the end of the first successful
-	// probe after the last failed one
-	for _, o := range outs {
-		if o.up == 0 {
-			continue
-		}
-		lastFail := -1.0
-		for _, p := range probes {
-			if p.Backend == o.backend && p.Start >= o.up && p.Start < o.up+after && !p.OK {
-				lastFail = p.Start
-			}
-		}
-		for _, p := range probes {
-			if p.Backend == o.backend && p.Start >= o.up && p.Start > lastFail && p.OK {
-				o.recovery = math.Max(0, p.End-o.up)
-				o.recovered = true
-				break
 			}
 		}
 	}
@@ -628,7 +651,10 @@ func outageChecks(c *checks, w func(string, ...any), evs []event) error {
 		total += unexplained[bk]
 		parts = append(parts, fmt.Sprintf("%s %d", bk, unexplained[bk]))
 	}
-	c.add(total == 0, "probes failed outside their own backend's outages (reloads, other backends down)",
+	// not one of the issue's checks: shown, and listed below, but a
+	// request that failed at a reload on a loaded machine does not fail
+	// the run
+	c.note("probes failed outside their own backend's outages (reloads, other backends down, load)",
 		strings.Join(parts, ", "))
 	if len(examples) > 0 {
 		w("Failures outside outages (first ones): %s\n\n", strings.Join(examples, "; "))
