@@ -2,7 +2,9 @@
 #
 #   make run    build, install missing Debian packages, start the local
 #               backends and an nginx on 127.0.0.1:8080 serving examples/
-#   make test   everything CI runs
+#   make test   everything CI runs (with a 2-minute soak)
+#   make soak   the 10-minute soak (SOAK_DURATION=seconds), figures into
+#               docs/RELIABILITY.md
 
 GO          ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 BUILD       ?= build
@@ -26,7 +28,7 @@ GO_SOURCES := $(shell find core modules lib examples -name '*.go' -o -name '*.h'
 
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all deps build run stop test test-go test-nginx test-race bench install install-files uninstall clean backends backends-stop vet
+.PHONY: all deps build run stop test test-go test-nginx test-race bench soak install install-files uninstall clean backends backends-stop vet
 
 all: build
 
@@ -71,6 +73,11 @@ stop:
 
 bench: deps build
 	@./bench/run.sh
+
+# its own backends on ports 21xxx (state in .run-soak): it restarts them
+SOAK_DURATION ?= 600
+soak: deps build
+	@SOAK_DURATION=$(SOAK_DURATION) SOAK_DOC=1 SOAK_COMMAND="make soak SOAK_DURATION=$(SOAK_DURATION)" ./soak/run.sh
 
 install: build install-files
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything CI runs: vet, Go tests (with the race detector), the backends,
-# and every Test::Nginx suite against them. Fails on the first error.
+# every Test::Nginx suite against them, and a 2-minute soak (on backends of
+# its own: soak/run.sh). Fails on the first error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
@@ -22,3 +23,7 @@ echo "== go test -race"
 $GO test -count=1 -race ./...
 echo "== Test::Nginx suites"
 ./scripts/prove.sh "$@"
+if [ $# -eq 0 ]; then
+    echo "== soak (2 minutes)"
+    SOAK_DURATION=120 SOAK_FUZZ=0 SOAK_COMMAND="make test (SOAK_DURATION=120 SOAK_FUZZ=0 soak/run.sh)" ./soak/run.sh
+fi

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -142,6 +143,17 @@ func (e *Echo) Call(ctx context.Context, op string, args []any) (any, error) {
 			"streams_closed":   e.streamsClosed.Load(),
 			"streams_canceled": e.streamsCancel.Load(),
 		}, nil
+	case "goroutines":
+		// every goroutine's stack, as a panic prints them: the soak
+		// compares them when a count does not come back down
+		buf := make([]byte, 64<<10)
+		for {
+			n := runtime.Stack(buf, true)
+			if n < len(buf) {
+				return string(buf[:n]), nil
+			}
+			buf = make([]byte, 2*len(buf))
+		}
 	}
 	return nil, core.UnknownOp("echo", op)
 }

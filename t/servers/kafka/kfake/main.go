@@ -6,7 +6,11 @@
 //	POST /pause?port=19092   close that broker's connections and refuse new ones
 //	POST /pause              the same for every broker (the cluster is "down")
 //	POST /resume[?port=N]    accept connections again
-//	GET  /status             one line per broker: port and up|down
+//	POST /stop?port=19092    close that broker's connections and its listening
+//	                         socket: connections are refused, as when a broker
+//	                         process is stopped (data stays)
+//	POST /start[?port=N]     listen again on the same port
+//	GET  /status             one line per broker: port and up|down|stopped
 //
 // With -tls-cert/-tls-key the brokers speak TLS only; with -sasl they
 // require SASL (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 users). The ctl runs
@@ -37,14 +41,20 @@ import (
 )
 
 // gate wraps one broker's listener: while paused it closes every
-// connection it accepts and every connection it handed out before.
+// connection it accepts and every connection it handed out before; while
+// stopped it does not listen at all (kfake's accept loop waits in Accept
+// until the gate starts again).
 type gate struct {
 	net.Listener
-	port int
+	port    int
+	network string
+	address string
 
-	mu     sync.Mutex
-	paused bool
-	conns  map[net.Conn]struct{}
+	mu      sync.Mutex
+	paused  bool
+	stopped bool
+	started *sync.Cond // broadcast when a stopped gate listens again
+	conns   map[net.Conn]struct{}
 }
 
 type trackedConn struct {
@@ -64,8 +74,20 @@ func (c *trackedConn) Close() error {
 
 func (g *gate) Accept() (net.Conn, error) {
 	for {
-		c, err := g.Listener.Accept()
+		g.mu.Lock()
+		for g.stopped {
+			g.started.Wait()
+		}
+		ln := g.Listener
+		g.mu.Unlock()
+		c, err := ln.Accept()
 		if err != nil {
+			g.mu.Lock()
+			again := g.stopped || g.Listener != ln
+			g.mu.Unlock()
+			if again {
+				continue // closed by stop: wait for start
+			}
 			return nil, err
 		}
 		g.mu.Lock()
@@ -89,14 +111,40 @@ func (g *gate) setPaused(p bool) {
 	defer g.mu.Unlock()
 	g.paused = p
 	if p {
-		for c := range g.conns {
-			if tc, ok := c.(*net.TCPConn); ok {
-				_ = tc.SetLinger(0)
-			}
-			c.Close()
-			delete(g.conns, c)
-		}
+		g.resetLocked()
 	}
+}
+
+func (g *gate) resetLocked() {
+	for c := range g.conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0)
+		}
+		c.Close()
+		delete(g.conns, c)
+	}
+}
+
+// setStopped closes the listening socket (stop) or listens again (start).
+func (g *gate) setStopped(stop bool) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if stop == g.stopped {
+		return nil
+	}
+	if stop {
+		g.stopped = true
+		g.resetLocked()
+		return g.Listener.Close()
+	}
+	ln, err := net.Listen(g.network, g.address)
+	if err != nil {
+		return fmt.Errorf("listening on %s again: %w", g.address, err)
+	}
+	g.Listener = ln
+	g.stopped = false
+	g.started.Broadcast()
+	return nil
 }
 
 type gates struct {
@@ -110,7 +158,9 @@ func (gs *gates) listen(network, address string) (net.Listener, error) {
 		return nil, err
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
-	g := &gate{Listener: ln, port: port, conns: map[net.Conn]struct{}{}}
+	g := &gate{Listener: ln, port: port, network: network, address: ln.Addr().String(),
+		conns: map[net.Conn]struct{}{}}
+	g.started = sync.NewCond(&g.mu)
 	gs.mu.Lock()
 	gs.byPort[port] = g
 	gs.mu.Unlock()
@@ -215,7 +265,8 @@ func main() {
 			log.Fatalf("kfake: control socket: %v", err)
 		}
 		mux := http.NewServeMux()
-		toggle := func(paused bool) http.HandlerFunc {
+		// each applies one change to the selected brokers
+		apply := func(change func(*gate) error) http.HandlerFunc {
 			return func(w http.ResponseWriter, r *http.Request) {
 				sel, err := gs.selected(r)
 				if err != nil {
@@ -223,19 +274,32 @@ func main() {
 					return
 				}
 				for _, g := range sel {
-					g.setPaused(paused)
+					if err := change(g); err != nil {
+						http.Error(w, err.Error(), http.StatusInternalServerError)
+						return
+					}
 				}
 				fmt.Fprintln(w, "ok")
 			}
 		}
-		mux.HandleFunc("/pause", toggle(true))
-		mux.HandleFunc("/resume", toggle(false))
+		paused := func(p bool) func(*gate) error {
+			return func(g *gate) error { g.setPaused(p); return nil }
+		}
+		stopped := func(s bool) func(*gate) error {
+			return func(g *gate) error { return g.setStopped(s) }
+		}
+		mux.HandleFunc("/pause", apply(paused(true)))
+		mux.HandleFunc("/resume", apply(paused(false)))
+		mux.HandleFunc("/stop", apply(stopped(true)))
+		mux.HandleFunc("/start", apply(stopped(false)))
 		mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
 			sel, _ := gs.selected(r)
 			for _, g := range sel {
 				g.mu.Lock()
 				state := "up"
-				if g.paused {
+				if g.stopped {
+					state = "stopped"
+				} else if g.paused {
 					state = "down"
 				}
 				g.mu.Unlock()
