@@ -660,7 +660,7 @@ func (p *Producer) stats() map[string]any {
 // writer sends its pending batches at once (whatever their batch timeout),
 // and messages that failed on the way are retried through a sync writer
 // until delivered, failed for good, or the deadline. Messages still
-// buffered at the deadline are logged as lost, by count.
+// not confirmed by the deadline are logged, by count.
 func (p *Producer) Close(ctx context.Context) error {
 	var err error
 	p.once.Do(func() {
@@ -693,7 +693,10 @@ func (p *Producer) Close(ctx context.Context) error {
 		pending := len(p.failures)
 		p.mu.Unlock()
 		if left > 0 {
-			err = fmt.Errorf("kafka producer: %d accepted messages were not delivered by the shutdown deadline", left)
+			// The writer's close goes on in the background: messages on
+			// the wire may still be acknowledged, so this is not a loss.
+			err = fmt.Errorf("kafka producer: %d accepted messages were not confirmed by the shutdown deadline"+
+				" (sent ones may still be acknowledged after it)", left)
 			core.Log(core.LevelErr, err.Error())
 		}
 		if pending > 0 {
