@@ -45,12 +45,11 @@ func rffi_init(cfg *C.char, cfgLen C.size_t, errBuf *C.char, errLen C.size_t) *C
 	}
 	var c Config
 	if frame := bytesOf(cfg, cfgLen); len(frame) > 0 {
-		v, err := Decode(frame)
+		m, err := DecodeOptions(frame)
 		if err != nil {
 			writeErr(errBuf, errLen, "configuration: "+err.Error())
 			return nil
 		}
-		m, _ := v.(map[string]any)
 		if c, err = parseConfig(m); err != nil {
 			writeErr(errBuf, errLen, err.Error())
 			return nil
