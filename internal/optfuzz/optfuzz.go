@@ -6,6 +6,7 @@
 package optfuzz
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -38,15 +39,65 @@ func Fuzz[C any](f *testing.F, seeds []core.Options, prefix string,
 			if !strings.HasPrefix(msg, prefix) {
 				t.Fatalf("error without the %q prefix: %v", prefix, err)
 			}
-			for _, pw := range secrets(opts, "") {
-				if strings.Contains(msg, pw) {
-					t.Fatalf("the secret %q shows in the error: %v", pw, err)
-				}
+			if pw, ok := leaked(parse, opts, msg); ok {
+				t.Fatalf("the secret %q shows in the error: %v", pw, err)
 			}
 			return
 		}
 		check(t, opts, c)
 	})
+}
+
+// leaked reports a password of opts that msg shows. The text may hold it
+// for another reason (a key or a DSN that contains it): it leaks when
+// masking it in the table takes occurrences out of the message.
+func leaked[C any](parse func(core.Options) (C, error), opts core.Options, msg string) (string, bool) {
+	for _, pw := range secrets(opts, "") {
+		if n := strings.Count(msg, pw); n > 0 && n > strings.Count(errorOf(parse, mask(opts, "", pw).(core.Options)), pw) {
+			return pw, true
+		}
+	}
+	return "", false
+}
+
+// errorOf returns the error text of parse(opts), "" when it succeeds.
+func errorOf[C any](parse func(core.Options) (C, error), opts core.Options) string {
+	c, err := parse(opts)
+	if err != nil {
+		return err.Error()
+	}
+	if o, ok := any(c).(core.Object); ok {
+		o.Close(context.Background())
+	}
+	return ""
+}
+
+// mask copies v with every password value equal to pw replaced by as many
+// '*' (or '#', when pw holds a '*').
+func mask(v any, key, pw string) any {
+	switch x := v.(type) {
+	case string:
+		if x == pw && strings.Contains(key, "password") {
+			c := "*"
+			if strings.Contains(pw, c) {
+				c = "#"
+			}
+			return strings.Repeat(c, len(pw))
+		}
+	case core.Options:
+		out := make(core.Options, len(x))
+		for k, it := range x {
+			out[k] = mask(it, k, pw)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, it := range x {
+			out[i] = mask(it, key, pw)
+		}
+		return out
+	}
+	return v
 }
 
 // secrets lists the values of keys naming a password, at any depth; short
