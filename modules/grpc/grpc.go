@@ -21,7 +21,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -244,7 +246,8 @@ func (o *options) check(prefix string) error {
 	if o.err != nil {
 		return o.err
 	}
-	for k := range o.m {
+	// sorted: the same table gives the same error every time
+	for _, k := range slices.Sorted(maps.Keys(o.m)) {
 		if !o.seen[k] {
 			return fmt.Errorf("grpc.connect: unknown option %q", prefix+k)
 		}

@@ -2,7 +2,9 @@ package postgres
 
 import (
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -103,7 +105,8 @@ func ms(n int64) time.Duration { return time.Duration(n) * time.Millisecond }
 // parseSettings builds the pool configuration. It never performs I/O and
 // never puts the password into an error message.
 func parseSettings(opts core.Options) (*settings, error) {
-	for k := range opts {
+	// sorted: the same table gives the same error every time
+	for _, k := range slices.Sorted(maps.Keys(opts)) {
 		if !knownOptions[k] {
 			return nil, fmt.Errorf("postgres: unknown option %q", k)
 		}

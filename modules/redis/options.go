@@ -5,8 +5,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -309,7 +311,8 @@ func parseOptions(opts core.Options) (*config, error) {
 		r.err = err
 	}
 	uo.TLSConfig = tlsConf
-	for k := range opts {
+	// sorted: the same table gives the same error every time
+	for _, k := range slices.Sorted(maps.Keys(opts)) {
 		if !r.seen[k] && !known(k) {
 			r.fail(k, "unknown option (known: %s)", strings.Join(knownOptions, ", "))
 		}
@@ -352,7 +355,7 @@ func (r *optionReader) tlsConfig(addr string, addrs []string) (*tls.Config, erro
 				serverName = s
 			}
 			verify = sub.boolean("verify", verify)
-			for k := range t {
+			for _, k := range slices.Sorted(maps.Keys(t)) {
 				if !sub.seen[k] {
 					sub.fail("tls."+k, "unknown TLS option (known: ca_file, cert_file, key_file, server_name, verify)")
 				}
