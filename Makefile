@@ -28,7 +28,7 @@ GO_SOURCES := $(shell find core modules lib examples -name '*.go' -o -name '*.h'
 
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all deps build run stop test test-go test-nginx test-race bench soak install install-files uninstall clean backends backends-stop vet
+.PHONY: all deps build run stop test test-go test-nginx test-race fuzz bench soak install install-files uninstall clean backends backends-stop vet
 
 all: build
 
@@ -57,6 +57,12 @@ test-go:
 
 test-race:
 	$(GO) test -count=1 -race ./...
+
+# Every Go fuzz target for FUZZTIME seconds each (plain `go test` replays
+# only the committed seed corpora).
+FUZZTIME ?= 60
+fuzz:
+	@./scripts/fuzz.sh $(FUZZTIME)
 
 # The real Test::Nginx when it is installed, the project's runner otherwise.
 test-nginx: build

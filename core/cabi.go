@@ -11,6 +11,7 @@ import "C"
 import (
 	"errors"
 	"fmt"
+	"math"
 	"time"
 	"unsafe"
 )
@@ -45,12 +46,11 @@ func rffi_init(cfg *C.char, cfgLen C.size_t, errBuf *C.char, errLen C.size_t) *C
 	}
 	var c Config
 	if frame := bytesOf(cfg, cfgLen); len(frame) > 0 {
-		v, err := Decode(frame)
+		m, err := DecodeOptions(frame)
 		if err != nil {
 			writeErr(errBuf, errLen, "configuration: "+err.Error())
 			return nil
 		}
-		m, _ := v.(map[string]any)
 		if c, err = parseConfig(m); err != nil {
 			writeErr(errBuf, errLen, err.Error())
 			return nil
@@ -72,21 +72,29 @@ func rffi_init(cfg *C.char, cfgLen C.size_t, errBuf *C.char, errLen C.size_t) *C
 func parseConfig(m map[string]any) (c Config, err error) {
 	var shutdownMs int
 	defer func() { c.ShutdownTimeout = time.Duration(shutdownMs) * time.Millisecond }()
-	ints := map[string]*int{
-		"max_in_flight":    &c.MaxInFlight,
-		"max_payload":      &c.MaxPayload,
-		"max_pending_logs": &c.MaxPendingLogs,
-		"pump_spins":       &c.PumpSpins,
-		"go_max_procs":     &c.GoMaxProcs,
-		"shutdown_timeout": &shutdownMs,
+	// Each bound is what the value is used for can take: the completion
+	// ring (max_in_flight + max_pending_logs slots, a uint32 mask), the
+	// int32 milliseconds rffi_register_at_exit gets, the runtime's limit
+	// on GOMAXPROCS; pump_spins beyond it would keep the pump from ever
+	// sleeping.
+	ints := map[string]struct {
+		p   *int
+		max int
+	}{
+		"max_in_flight":    {&c.MaxInFlight, 1 << 20},
+		"max_payload":      {&c.MaxPayload, 1 << 40},
+		"max_pending_logs": {&c.MaxPendingLogs, 1 << 20},
+		"pump_spins":       {&c.PumpSpins, 1 << 16},
+		"go_max_procs":     {&c.GoMaxProcs, 1024},
+		"shutdown_timeout": {&shutdownMs, math.MaxInt32},
 	}
 	for k, v := range m {
-		if p, ok := ints[k]; ok {
+		if o, ok := ints[k]; ok {
 			n, ok := v.(int64)
-			if !ok || n <= 0 || n > 1<<40 {
-				return c, fmt.Errorf("configuration: %s must be a positive integer, got %v", k, v)
+			if !ok || n <= 0 || n > int64(o.max) {
+				return c, fmt.Errorf("configuration: %s must be a positive integer up to %d, got %v", k, o.max, v)
 			}
-			*p = int(n)
+			*o.p = int(n)
 			continue
 		}
 		switch k {
@@ -101,9 +109,6 @@ func parseConfig(m map[string]any) (c Config, err error) {
 		default:
 			return c, fmt.Errorf("configuration: unknown option %q", k)
 		}
-	}
-	if c.MaxInFlight > 1<<20 {
-		return c, fmt.Errorf("configuration: max_in_flight must be at most %d", 1<<20)
 	}
 	return c, nil
 }

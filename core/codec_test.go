@@ -3,8 +3,11 @@ package core
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
+	"sort"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -128,16 +131,32 @@ func TestEncodeRefusesObjectsWithoutRegistry(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	for _, v := range []any{nil, Null{}, int64(-1), "s", []any{int64(1), map[string]any{"k": 2.5}}, Handle(3)} {
-		b, _ := Encode(v)
+	for _, v := range []any{
+		nil, Null{}, true, int64(-1), int64(math.MinInt64), int64(1<<53 + 1), uint64(math.MaxUint64),
+		math.Inf(-1), math.NaN(), "s", strings.Repeat("x", 40), []byte{0, 0xff},
+		[]any{int64(1), map[string]any{"k": 2.5}}, map[any]any{int64(1): "a", true: Null{}},
+		Handle(3), []any{[]any{[]any{}}, map[string]any{}},
+	} {
+		b, err := Encode(v)
+		if err != nil {
+			f.Fatal(err)
+		}
 		f.Add(b)
 	}
+	f.Add([]byte{0xca, 0x7f, 0xc0, 0, 1})           // a float32 NaN with a payload
+	f.Add([]byte{0x82, 0xa1, 'a', 1, 0xa1, 'a', 2}) // a repeated key
+	f.Add([]byte{0xdd, 0xff, 0xff, 0xff, 0xff})     // a count the frame cannot hold
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		v, err := Decode(frame)
 		if err != nil {
+			if !errors.Is(err, ErrCodec) || err.Error() == "" {
+				t.Fatalf("a decoding error must wrap ErrCodec, got %v", err)
+			}
 			return
 		}
-		// whatever decodes must encode again and decode to the same value
+		checkDecodedTypes(t, v)
+		// whatever decodes must encode again and decode to the same value,
+		// bit for bit (NaN payloads and -0 included)
 		b, err := Encode(v)
 		if err != nil {
 			t.Fatalf("re-encoding %#v: %v", v, err)
@@ -146,37 +165,77 @@ func FuzzDecode(f *testing.F) {
 		if err != nil {
 			t.Fatalf("decoding the re-encoded frame: %v", err)
 		}
-		if !reflect.DeepEqual(normalizeNaN(v), normalizeNaN(v2)) {
-			t.Fatalf("unstable: %#v vs %#v", v, v2)
+		if c1, c2 := canonical(v), canonical(v2); c1 != c2 {
+			t.Fatalf("unstable:\n%s\n%s", c1, c2)
 		}
 	})
 }
 
-// normalizeNaN makes NaN comparable for the fuzz check, at any depth.
-func normalizeNaN(v any) any {
+// checkDecodedTypes asserts that v holds only the types the codec
+// documents: uint64 only beyond 2^53 (below, every integer is an int64),
+// map[any]any only when a key is not a string.
+func checkDecodedTypes(t *testing.T, v any) {
+	t.Helper()
 	switch x := v.(type) {
-	case float64:
-		if x != x {
-			return "NaN"
+	case nil, Null, bool, int64, float64, string, []byte, Handle:
+	case uint64:
+		if x <= maxExact {
+			t.Fatalf("uint64 %d decoded where an int64 is due", x)
 		}
 	case []any:
-		out := make([]any, len(x))
-		for i, it := range x {
-			out[i] = normalizeNaN(it)
+		for _, it := range x {
+			checkDecodedTypes(t, it)
 		}
-		return out
 	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, it := range x {
-			out[k] = normalizeNaN(it)
+		for _, it := range x {
+			checkDecodedTypes(t, it)
 		}
-		return out
 	case map[any]any:
-		out := make(map[any]any, len(x))
+		allStrings := true
 		for k, it := range x {
-			out[normalizeNaN(k)] = normalizeNaN(it)
+			_, isStr := k.(string)
+			allStrings = allStrings && isStr
+			checkDecodedTypes(t, k)
+			checkDecodedTypes(t, it)
 		}
-		return out
+		if allStrings {
+			t.Fatalf("map[any]any with string keys only: %#v", x)
+		}
+	default:
+		t.Fatalf("undocumented type %T decoded", v)
 	}
-	return v
+}
+
+// canonical renders a decoded value as text that two equal values share:
+// floats by their bits, maps with their entries sorted.
+func canonical(v any) string {
+	switch x := v.(type) {
+	case float64:
+		return fmt.Sprintf("f%016x", math.Float64bits(x))
+	case string:
+		return "s" + strconv.Quote(x)
+	case []byte:
+		return "b" + strconv.Quote(string(x))
+	case []any:
+		parts := make([]string, len(x))
+		for i, it := range x {
+			parts[i] = canonical(it)
+		}
+		return "[" + strings.Join(parts, ",") + "]"
+	case map[string]any:
+		parts := make([]string, 0, len(x))
+		for k, it := range x {
+			parts = append(parts, canonical(k)+":"+canonical(it))
+		}
+		sort.Strings(parts)
+		return "{" + strings.Join(parts, ",") + "}"
+	case map[any]any:
+		parts := make([]string, 0, len(x))
+		for k, it := range x {
+			parts = append(parts, canonical(k)+":"+canonical(it))
+		}
+		sort.Strings(parts)
+		return "<" + strings.Join(parts, ",") + ">"
+	}
+	return fmt.Sprintf("%T(%#v)", v, v)
 }

@@ -126,19 +126,9 @@ func (e *Engine) Open(name string, optsFrame []byte) (h Handle, err error) {
 	if err != nil {
 		return 0, err
 	}
-	opts := Options{}
-	if len(optsFrame) > 0 {
-		v, err := Decode(optsFrame)
-		if err != nil {
-			return 0, fmt.Errorf("%s options: %w", name, err)
-		}
-		switch x := v.(type) {
-		case nil:
-		case map[string]any:
-			opts = x
-		default:
-			return 0, fmt.Errorf("%s options: a table with string keys expected, got %T", name, v)
-		}
+	opts, err := DecodeOptions(optsFrame)
+	if err != nil {
+		return 0, fmt.Errorf("%s options: %w", name, err)
 	}
 	defer func() {
 		if r := recover(); r != nil {

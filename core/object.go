@@ -21,6 +21,27 @@ type Object interface {
 // Options is the decoded options table given to rffi.open.
 type Options = map[string]any
 
+// DecodeOptions decodes an options frame as rffi.open does before it calls
+// a factory: an empty frame or nil is an empty table, anything but a table
+// with string keys is an error. The modules' fuzz tests build their inputs
+// with it, so they reach the factories exactly as Lua does.
+func DecodeOptions(frame []byte) (Options, error) {
+	if len(frame) == 0 {
+		return Options{}, nil
+	}
+	v, err := Decode(frame)
+	if err != nil {
+		return nil, err
+	}
+	switch x := v.(type) {
+	case nil:
+		return Options{}, nil
+	case map[string]any:
+		return x, nil
+	}
+	return nil, fmt.Errorf("a table with string keys expected, got %T", v)
+}
+
 // Factory creates a runtime. It must not block on I/O.
 type Factory func(opts Options) (Object, error)
 

@@ -418,9 +418,15 @@ func (r *reader) wellKnown(kind wkt, m protoreflect.Message, v any, depth int) (
 			secs, nanos = t.Unix(), int64(t.Nanosecond())
 		case int64, float64:
 			f, _ := toFloat(x)
+			if !(f >= minTimestamp-1 && f <= maxTimestamp+1) { // also refuses NaN
+				return errorf("google.protobuf.Timestamp: %v seconds is out of range (years 1 to 9999)", x), true
+			}
 			secs, nanos = splitSeconds(f)
 		default:
 			return nil, false
+		}
+		if secs < minTimestamp || secs > maxTimestamp {
+			return errorf("google.protobuf.Timestamp: %v is out of range (years 1 to 9999)", describe(v)), true
 		}
 		m.Set(byName(m, "seconds"), protoreflect.ValueOfInt64(secs))
 		m.Set(byName(m, "nanos"), protoreflect.ValueOfInt32(int32(nanos)))
@@ -434,12 +440,16 @@ func (r *reader) wellKnown(kind wkt, m protoreflect.Message, v any, depth int) (
 				return errorf("google.protobuf.Duration: %v", perr), true
 			}
 		case int64, float64:
-			// a Duration's seconds and nanos carry the same sign
 			f, _ := toFloat(x)
-			secs = int64(math.Trunc(f))
-			nanos = int64(math.Round((f - math.Trunc(f)) * 1e9))
+			if !(math.Abs(f) <= maxDuration) { // also refuses NaN
+				return errorf("google.protobuf.Duration: %v seconds is out of range (10000 years)", x), true
+			}
+			secs, nanos = splitDuration(f)
 		default:
 			return nil, false
+		}
+		if secs < -maxDuration || secs > maxDuration {
+			return errorf("google.protobuf.Duration: %v is out of range (10000 years)", describe(v)), true
 		}
 		m.Set(byName(m, "seconds"), protoreflect.ValueOfInt64(secs))
 		m.Set(byName(m, "nanos"), protoreflect.ValueOfInt32(int32(nanos)))
@@ -470,6 +480,29 @@ func (r *reader) wellKnown(kind wkt, m protoreflect.Message, v any, depth int) (
 	return nil, false
 }
 
+// The ranges the protobuf JSON mapping allows: 0001-01-01 to 9999-12-31
+// for a Timestamp, 10000 years either way for a Duration. Beyond them a
+// value would not come back from the text form a reply gives Lua.
+const (
+	minTimestamp = -62135596800
+	maxTimestamp = 253402300799
+	maxDuration  = 315576000000
+)
+
+// splitDuration: a Duration's seconds and nanos carry the same sign, and
+// nanos stay below a second.
+func splitDuration(f float64) (int64, int64) {
+	secs := math.Trunc(f)
+	nanos := math.Round((f - secs) * 1e9)
+	switch {
+	case nanos >= 1e9:
+		secs, nanos = secs+1, nanos-1e9
+	case nanos <= -1e9:
+		secs, nanos = secs-1, nanos+1e9
+	}
+	return int64(secs), int64(nanos)
+}
+
 func splitSeconds(f float64) (int64, int64) {
 	secs := math.Floor(f)
 	nanos := math.Round((f - secs) * 1e9)
@@ -488,10 +521,14 @@ func parseDuration(s string) (int64, int64, error) {
 	body := strings.TrimSuffix(s, "s")
 	neg := strings.HasPrefix(body, "-")
 	body = strings.TrimPrefix(body, "-")
-	whole, frac, _ := strings.Cut(body, ".")
-	secs, err := strconv.ParseInt(whole, 10, 64)
-	if err != nil || len(frac) > 9 {
+	whole, frac, dot := strings.Cut(body, ".")
+	// digits only: ParseInt alone would take a second sign ("--5s", "5.-1s")
+	if !isDigits(whole) || (dot && (!isDigits(frac) || len(frac) > 9)) {
 		return 0, 0, fmt.Errorf("a string like \"1.5s\" expected, got %q", s)
+	}
+	secs, err := strconv.ParseInt(whole, 10, 64)
+	if err != nil || secs > maxDuration {
+		return 0, 0, fmt.Errorf("%q is out of range (10000 years)", s)
 	}
 	var nanos int64
 	if frac != "" {
@@ -507,6 +544,15 @@ func parseDuration(s string) (int64, int64, error) {
 	return secs, nanos, nil
 }
 
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
 // jsonValue fills a google.protobuf.Value from any Lua value.
 func (r *reader) jsonValue(m protoreflect.Message, v any, depth int) error {
 	set := func(name string, val protoreflect.Value) { m.Set(byName(m, name), val) }
@@ -519,6 +565,9 @@ func (r *reader) jsonValue(m protoreflect.Message, v any, depth int) error {
 		f, _ := toFloat(x)
 		set("number_value", protoreflect.ValueOfFloat64(f))
 	case string:
+		if !utf8.ValidString(x) {
+			return errorf("google.protobuf.Value: string is not valid UTF-8")
+		}
 		set("string_value", protoreflect.ValueOfString(x))
 	case []any:
 		fd := byName(m, "list_value")
@@ -550,6 +599,9 @@ func (r *reader) any(m protoreflect.Message, v any, depth int) error {
 	url, ok := t["@type"].(string)
 	if !ok {
 		return errorf("google.protobuf.Any: the \"@type\" key (a type URL) is missing")
+	}
+	if !utf8.ValidString(url) {
+		return errorf("google.protobuf.Any: the type URL is not valid UTF-8")
 	}
 	md, err := r.types.messageByURL(url)
 	var raw []byte

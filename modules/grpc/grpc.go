@@ -21,7 +21,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -128,7 +130,17 @@ func (o *options) integer(key string) int64 {
 	return i
 }
 
-func (o *options) ms(key string) time.Duration { return time.Duration(o.integer(key)) * time.Millisecond }
+// maxMs bounds durations: ~35 years, no overflow once in nanoseconds.
+const maxMs = 1 << 40
+
+func (o *options) ms(key string) time.Duration {
+	n := o.integer(key)
+	if n > maxMs {
+		o.fail(key, "at most 2^40 milliseconds", o.m[key])
+		return 0
+	}
+	return time.Duration(n) * time.Millisecond
+}
 
 func newConn(raw core.Options) (core.Object, error) {
 	o := &options{m: raw, seen: map[string]bool{}}
@@ -234,7 +246,8 @@ func (o *options) check(prefix string) error {
 	if o.err != nil {
 		return o.err
 	}
-	for k := range o.m {
+	// sorted: the same table gives the same error every time
+	for _, k := range slices.Sorted(maps.Keys(o.m)) {
 		if !o.seen[k] {
 			return fmt.Errorf("grpc.connect: unknown option %q", prefix+k)
 		}

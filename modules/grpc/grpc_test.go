@@ -80,23 +80,7 @@ func call(t *testing.T, c *conn, method string, req any, opts any) (any, error) 
 func TestEchoAllTypes(t *testing.T) {
 	needServer(t)
 	c := open(t, map[string]any{})
-	req := map[string]any{
-		"f_double": 1.25, "f_float": 0.1, "f_int32": int64(-7), "f_int64": "-9223372036854775808",
-		"f_uint32": int64(4294967295), "f_uint64": uint64(18446744073709551615), "f_sint32": int64(-3),
-		"f_sint64": int64(-1 << 60), "f_fixed32": int64(7), "f_fixed64": "18446744073709551615",
-		"f_sfixed32": int64(-5), "f_sfixed64": int64(1 << 62), "f_bool": true, "f_string": "héllo",
-		"f_bytes": "\x00\xff\x01", "f_enum": "COLOR_GREEN", "fMessage": map[string]any{"name": "n", "value": int64(3)},
-		"r_int32": []any{int64(1), int64(2)}, "r_int64": []any{"9007199254740993"}, "r_enum": []any{int64(1), "COLOR_BLUE"},
-		"r_message": []any{map[string]any{"name": "a"}, map[string]any{}},
-		"m_string": map[string]any{"a": "b"}, "m_message": []any{map[string]any{"name": "one"}},
-		"m_int64": map[any]any{int64(5): int64(6)}, "m_bool": map[any]any{true: "\x01"},
-		"c_int64": int64(42), "o_int32": int64(0),
-		"w_timestamp": "2024-02-03T04:05:06.123Z", "w_duration": "-1.5s",
-		"w_struct": map[string]any{"k": []any{int64(1), "x", true, core.Null{}}}, "w_value": core.Null{},
-		"w_int64": "-5", "w_bool": false, "w_string": "", "w_bytes": "\x00",
-		"w_any": map[string]any{"@type": "type.googleapis.com/rffitest.v1.Inner", "name": "packed"},
-		"w_empty": map[string]any{},
-	}
+	req := allTypesRequest()
 	got, err := call(t, c, "Echo", req, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -37,8 +37,42 @@ func offsetChoice(o *opts) int64 {
 	return kgo.FirstOffset
 }
 
+// consumerConfig is a parsed, checked kafka.consumer options table.
+type consumerConfig struct {
+	reader kgo.ReaderConfig
+	group  *kgo.ConsumerGroupConfig // nil: one explicit partition
+	offset int64                    // explicit partition: where to start (-1: start_offset)
+	linger time.Duration
+}
+
 // NewConsumer builds a consumer; the Reader connects in the background.
 func NewConsumer(m map[string]any) (*Consumer, error) {
+	cc, err := parseConsumer(m)
+	if err != nil {
+		return nil, err
+	}
+	if cc.group != nil {
+		cfg := cc.reader
+		g, err := newGroup(*cc.group, cfg, cfg.QueueCapacity, cfg.CommitInterval)
+		if err != nil {
+			return nil, fmt.Errorf("kafka.consumer: %w", err)
+		}
+		return &Consumer{g: g, autoCommit: cfg.CommitInterval > 0, linger: cc.linger}, nil
+	}
+	r := kgo.NewReader(cc.reader)
+	if cc.offset >= 0 {
+		if err := r.SetOffset(cc.offset); err != nil {
+			r.Close()
+			return nil, fmt.Errorf("kafka.consumer: setting the offset: %w", err)
+		}
+	}
+	return &Consumer{r: r, linger: cc.linger}, nil
+}
+
+// parseConsumer reads and checks a consumer's options; it does no I/O and
+// starts nothing (kgo.NewReader and the group do), so it is what the fuzz
+// test drives.
+func parseConsumer(m map[string]any) (*consumerConfig, error) {
 	o := newOpts("kafka.consumer", m)
 	c := o.conn()
 	cfg := kgo.ReaderConfig{
@@ -111,6 +145,7 @@ func NewConsumer(m map[string]any) (*Consumer, error) {
 		return nil, errors.New("kafka.consumer: \"offset\" is for an explicit partition; a group resumes from its committed offsets")
 	}
 	cfg.Topic = topics[0]
+	cc := &consumerConfig{offset: offset, linger: linger}
 	if cfg.GroupID != "" {
 		cfg.Topic = ""
 		gcfg := kgo.ConsumerGroupConfig{
@@ -123,24 +158,15 @@ func NewConsumer(m map[string]any) (*Consumer, error) {
 		if err := gcfg.Validate(); err != nil {
 			return nil, fmt.Errorf("kafka.consumer: %w", err)
 		}
-		g, err := newGroup(gcfg, cfg, cfg.QueueCapacity, cfg.CommitInterval)
-		if err != nil {
-			return nil, fmt.Errorf("kafka.consumer: %w", err)
-		}
-		return &Consumer{g: g, autoCommit: cfg.CommitInterval > 0, linger: linger}, nil
+		cc.reader, cc.group = cfg, &gcfg
+		return cc, nil
 	}
 	cfg.Partition = int(partition)
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("kafka.consumer: %w", err)
 	}
-	r := kgo.NewReader(cfg)
-	if offset >= 0 {
-		if err := r.SetOffset(offset); err != nil {
-			r.Close()
-			return nil, fmt.Errorf("kafka.consumer: setting the offset: %w", err)
-		}
-	}
-	return &Consumer{r: r, linger: linger}, nil
+	cc.reader = cfg
+	return cc, nil
 }
 
 // Call serves the consumer's operations.

@@ -240,7 +240,14 @@ func (o *opts) brokers() []string {
 				o.fail("brokers[%d]: a {host=, port=} table needs a host string and a port number", i+1)
 				return nil
 			}
-			out = append(out, net.JoinHostPort(host, strconv.Itoa(int(port))))
+			addr := net.JoinHostPort(host, strconv.Itoa(int(port)))
+			// what a "host:port" string must pass, so a host like "]"
+			// cannot make an address the dialer refuses
+			if _, _, err := net.SplitHostPort(addr); err != nil {
+				o.fail("brokers[%d]: host %q does not make a \"host:port\" address", i+1, host)
+				return nil
+			}
+			out = append(out, addr)
 		default:
 			o.fail("brokers[%d] must be a \"host:port\" string or a {host=, port=} table, got %s", i+1, luaType(it))
 			return nil

@@ -137,41 +137,77 @@ func balancer(o *opts) func() kgo.Balancer {
 	return func() kgo.Balancer { return kgo.Murmur2Balancer{} }
 }
 
-// NewProducer builds a producer from its options; it connects lazily.
-func NewProducer(m core.Options) (core.Object, error) {
+// producerConfig is a parsed kafka.producer options table.
+type producerConfig struct {
+	conn         conn
+	acks         kgo.RequiredAcks
+	comp         kgo.Compression
+	bal          func() kgo.Balancer
+	batchSize    int
+	batchBytes   int64
+	batchTimeout time.Duration
+	attempts     int
+	autoCreate   bool
+	gaugeAddr    int64
+	// the Producer's own settings, copied into it by NewProducer
+	maxBuffer                                               int64
+	maxFailures                                             int
+	deliveryTimeout, backoffMin, backoffMax, requestTimeout time.Duration
+}
+
+// parseProducer reads a producer's options; it does no I/O and starts
+// nothing, so it is what the fuzz test drives.
+func parseProducer(m core.Options) (*producerConfig, error) {
 	o := newOpts("kafka.producer", m)
-	c := o.conn()
-	acks := requiredAcks(o)
-	comp := compression(o)
-	bal := balancer(o)
-	p := &Producer{
+	pc := &producerConfig{
+		conn:            o.conn(),
+		acks:            requiredAcks(o),
+		comp:            compression(o),
+		bal:             balancer(o),
 		maxBuffer:       o.integer("max_buffering", 50000, 1, 1<<30),
 		maxFailures:     int(o.integer("max_failures", 10000, 0, 1<<30)),
 		deliveryTimeout: o.ms("delivery_timeout", 60*time.Second, time.Millisecond),
 		backoffMin:      o.ms("backoff_min", 100*time.Millisecond, time.Millisecond),
 		backoffMax:      o.ms("backoff_max", time.Second, time.Millisecond),
 		requestTimeout:  o.ms("request_timeout", 10*time.Second, time.Millisecond),
+		batchSize:       int(o.integer("batch_size", 1000, 1, 1<<20)),
+		batchBytes:      o.integer("batch_bytes", 1<<20, 1, 1<<30),
+		batchTimeout:    o.ms("batch_timeout", 100*time.Millisecond, time.Millisecond),
+		attempts:        int(o.integer("max_attempts", 10, 1, 1000)),
+		autoCreate:      o.boolean("allow_auto_topic_creation", true),
+		// set by resty.ffi.kafka: the address of the gauge Lua allocated
+		gaugeAddr: o.integer("gauge", 0, 0, 1<<62),
+	}
+	if err := o.finish(); err != nil {
+		return nil, err
+	}
+	if pc.backoffMax < pc.backoffMin {
+		pc.backoffMax = pc.backoffMin
+	}
+	return pc, nil
+}
+
+// NewProducer builds a producer from its options; it connects lazily.
+func NewProducer(m core.Options) (core.Object, error) {
+	pc, err := parseProducer(m)
+	if err != nil {
+		return nil, err
+	}
+	p := &Producer{
+		maxBuffer:       pc.maxBuffer,
+		maxFailures:     pc.maxFailures,
+		deliveryTimeout: pc.deliveryTimeout,
+		backoffMin:      pc.backoffMin,
+		backoffMax:      pc.backoffMax,
+		requestTimeout:  pc.requestTimeout,
 		changed:         make(chan struct{}),
 		wake:            make(chan struct{}, 1),
 		stop:            make(chan struct{}),
 		pumpDone:        make(chan struct{}),
 		st:              producerStats{errors: map[string]int64{}},
 	}
-	batchSize := int(o.integer("batch_size", 1000, 1, 1<<20))
-	batchBytes := o.integer("batch_bytes", 1<<20, 1, 1<<30)
-	batchTimeout := o.ms("batch_timeout", 100*time.Millisecond, time.Millisecond)
-	attempts := int(o.integer("max_attempts", 10, 1, 1000))
-	autoCreate := o.boolean("allow_auto_topic_creation", true)
-	// set by resty.ffi.kafka: the address of the gauge Lua allocated
-	gaugeAddr := o.integer("gauge", 0, 0, 1<<62)
-	if err := o.finish(); err != nil {
-		return nil, err
-	}
-	if p.backoffMax < p.backoffMin {
-		p.backoffMax = p.backoffMin
-	}
-	if gaugeAddr != 0 {
-		p.g = gaugeAt(uintptr(gaugeAddr))
+	if pc.gaugeAddr != 0 {
+		p.g = gaugeAt(uintptr(pc.gaugeAddr))
 	} else {
 		g, err := newGauge()
 		if err != nil {
@@ -179,27 +215,27 @@ func NewProducer(m core.Options) (core.Object, error) {
 		}
 		p.g = g
 	}
-	p.transport = c.transport()
+	p.transport = pc.conn.transport()
 	base := func() *kgo.Writer {
 		return &kgo.Writer{
-			Addr: c.addr(), Balancer: bal(), MaxAttempts: attempts,
+			Addr: pc.conn.addr(), Balancer: pc.bal(), MaxAttempts: pc.attempts,
 			WriteBackoffMin: p.backoffMin, WriteBackoffMax: p.backoffMax,
-			BatchBytes: batchBytes, ReadTimeout: p.requestTimeout, WriteTimeout: p.requestTimeout,
-			RequiredAcks: acks, Compression: comp, Transport: p.transport,
-			AllowAutoTopicCreation: autoCreate,
+			BatchBytes: pc.batchBytes, ReadTimeout: p.requestTimeout, WriteTimeout: p.requestTimeout,
+			RequiredAcks: pc.acks, Compression: pc.comp, Transport: p.transport,
+			AllowAutoTopicCreation: pc.autoCreate,
 		}
 	}
 	p.direct = &direct{
-		client:   &kgo.Client{Addr: c.addr(), Transport: p.transport, Timeout: p.requestTimeout},
-		balancer: bal(), acks: acks, comp: comp, attempts: attempts, backoff: p.backoffMin,
+		client:   &kgo.Client{Addr: pc.conn.addr(), Transport: p.transport, Timeout: p.requestTimeout},
+		balancer: pc.bal(), acks: pc.acks, comp: pc.comp, attempts: pc.attempts, backoff: p.backoffMin,
 		parts: map[string]partInfo{},
 	}
 	p.async = base()
-	p.async.BatchSize, p.async.BatchTimeout = batchSize, batchTimeout
+	p.async.BatchSize, p.async.BatchTimeout = pc.batchSize, pc.batchTimeout
 	p.async.Async = true
 	p.async.Completion = p.completed
 	p.final = base()
-	p.final.BatchSize, p.final.BatchTimeout = batchSize, time.Millisecond
+	p.final.BatchSize, p.final.BatchTimeout = pc.batchSize, time.Millisecond
 	go p.pump()
 	return p, nil
 }

@@ -4,6 +4,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"maps"
+	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -68,24 +71,36 @@ func optString(opts core.Options, k string) (string, bool, error) {
 	return "", false, fmt.Errorf("postgres: option %s must be a string, got %T", k, v)
 }
 
-func optInt(opts core.Options, k string, def int64) (int64, error) {
+// Bounds of the numeric options: a pool size that fits pgx's int32, and
+// milliseconds that cannot overflow once in nanoseconds (~35 years).
+const (
+	maxCount = 1 << 20
+	maxMs    = 1 << 40
+)
+
+// optInt reads a whole number in [0, hi]. An integral Lua number arrives as
+// an int64; a float64 is accepted only when it is one too.
+func optInt(opts core.Options, k string, def, hi int64) (int64, error) {
 	v, ok := opts[k]
 	if !ok || v == nil {
 		return def, nil
 	}
+	var n int64
 	switch x := v.(type) {
 	case int64:
-		if x < 0 {
-			return 0, fmt.Errorf("postgres: option %s must not be negative", k)
-		}
-		return x, nil
+		n = x
 	case float64:
-		if x < 0 {
-			return 0, fmt.Errorf("postgres: option %s must not be negative", k)
+		if x != math.Trunc(x) || x < 0 || x > float64(hi) {
+			return 0, fmt.Errorf("postgres: option %s must be an integer between 0 and %d, got %v", k, hi, x)
 		}
-		return int64(x), nil
+		n = int64(x)
+	default:
+		return 0, fmt.Errorf("postgres: option %s must be a number, got %T", k, v)
 	}
-	return 0, fmt.Errorf("postgres: option %s must be a number, got %T", k, v)
+	if n < 0 || n > hi {
+		return 0, fmt.Errorf("postgres: option %s must be an integer between 0 and %d, got %d", k, hi, n)
+	}
+	return n, nil
 }
 
 func ms(n int64) time.Duration { return time.Duration(n) * time.Millisecond }
@@ -93,7 +108,8 @@ func ms(n int64) time.Duration { return time.Duration(n) * time.Millisecond }
 // parseSettings builds the pool configuration. It never performs I/O and
 // never puts the password into an error message.
 func parseSettings(opts core.Options) (*settings, error) {
-	for k := range opts {
+	// sorted: the same table gives the same error every time
+	for _, k := range slices.Sorted(maps.Keys(opts)) {
 		if !knownOptions[k] {
 			return nil, fmt.Errorf("postgres: unknown option %q", k)
 		}
@@ -112,7 +128,7 @@ func parseSettings(opts core.Options) (*settings, error) {
 			parts = append(parts, f.key+"="+quoteConnValue(v))
 		}
 	}
-	if ct, err := optInt(opts, "connect_timeout", 10000); err != nil {
+	if ct, err := optInt(opts, "connect_timeout", 10000, maxMs); err != nil {
 		return nil, err
 	} else if ct > 0 {
 		// libpq's connect_timeout is in whole seconds; round up
@@ -155,37 +171,40 @@ func parseSettings(opts core.Options) (*settings, error) {
 		verifyTLS(&cfg.ConnConfig.Config)
 	}
 	s := &settings{pool: cfg}
-	if n, err := optInt(opts, "max_conns", 10); err != nil {
+	if n, err := optInt(opts, "max_conns", 10, maxCount); err != nil {
 		return nil, err
 	} else if n > 0 {
 		cfg.MaxConns = int32(n)
 	}
-	if n, err := optInt(opts, "min_conns", 0); err != nil {
+	if n, err := optInt(opts, "min_conns", 0, maxCount); err != nil {
 		return nil, err
 	} else {
 		cfg.MinConns = int32(n)
 	}
-	if n, err := optInt(opts, "max_conn_lifetime", 3600000); err != nil {
+	if cfg.MinConns > cfg.MaxConns {
+		return nil, fmt.Errorf("postgres: option min_conns (%d) exceeds max_conns (%d)", cfg.MinConns, cfg.MaxConns)
+	}
+	if n, err := optInt(opts, "max_conn_lifetime", 3600000, maxMs); err != nil {
 		return nil, err
 	} else if n > 0 {
 		cfg.MaxConnLifetime = ms(n)
 	}
-	if n, err := optInt(opts, "max_conn_idle_time", 1800000); err != nil {
+	if n, err := optInt(opts, "max_conn_idle_time", 1800000, maxMs); err != nil {
 		return nil, err
 	} else if n > 0 {
 		cfg.MaxConnIdleTime = ms(n)
 	}
-	if n, err := optInt(opts, "health_check_period", 60000); err != nil {
+	if n, err := optInt(opts, "health_check_period", 60000, maxMs); err != nil {
 		return nil, err
 	} else if n > 0 {
 		cfg.HealthCheckPeriod = ms(n)
 	}
-	if n, err := optInt(opts, "statement_cache_capacity", 512); err != nil {
+	if n, err := optInt(opts, "statement_cache_capacity", 512, maxCount); err != nil {
 		return nil, err
 	} else {
 		s.cacheCap = int(n)
 	}
-	if n, err := optInt(opts, "tx_idle_timeout", 60000); err != nil {
+	if n, err := optInt(opts, "tx_idle_timeout", 60000, maxMs); err != nil {
 		return nil, err
 	} else {
 		s.txIdle = ms(n)

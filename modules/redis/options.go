@@ -5,7 +5,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
+	"math"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -76,25 +79,45 @@ func (r *optionReader) str(key string) string {
 	return s
 }
 
-func (r *optionReader) integer(key string) int {
+// Bounds of the integer options: enough for any real pool, and small
+// enough that go-redis never sees a size it cannot allocate.
+const (
+	maxCount = 1 << 20
+	maxMs    = 1 << 40 // ~35 years: no overflow once in nanoseconds
+)
+
+// integer reads a whole number in [lo, hi]. An integral Lua number arrives
+// as an int64; a float64 is accepted only when it is one too.
+func (r *optionReader) integer(key string, lo, hi int64) int {
 	v, ok := r.get(key)
 	if !ok {
 		return 0
 	}
-	switch n := v.(type) {
+	var n int64
+	switch x := v.(type) {
 	case int64:
-		return int(n)
+		n = x
 	case float64:
-		return int(n)
+		if x != math.Trunc(x) || x < float64(lo) || x > float64(hi) {
+			r.fail(key, "must be an integer between %d and %d, got %v", lo, hi, x)
+			return 0
+		}
+		n = int64(x)
+	default:
+		r.fail(key, "must be a number, got %T", v)
+		return 0
 	}
-	r.fail(key, "must be a number, got %T", v)
-	return 0
+	if n < lo || n > hi {
+		r.fail(key, "must be an integer between %d and %d, got %d", lo, hi, n)
+		return 0
+	}
+	return int(n)
 }
 
-// ms reads a duration in milliseconds; negative values pass through as
-// go-redis's sentinels (-1: no timeout).
-func (r *optionReader) ms(key string) time.Duration {
-	n := r.integer(key)
+// ms reads a duration in milliseconds, at least lo; negative values (lo < 0)
+// pass through as go-redis's sentinels (-1: no timeout, -2: no deadline).
+func (r *optionReader) ms(key string, lo int64) time.Duration {
+	n := r.integer(key, lo, maxMs)
 	if n < 0 {
 		return time.Duration(n)
 	}
@@ -165,7 +188,7 @@ func parseOptions(opts core.Options) (*config, error) {
 
 	addr := r.str("addr")
 	if host := r.str("host"); host != "" {
-		port := r.integer("port")
+		port := r.integer("port", 0, 65535)
 		if port == 0 {
 			port = 6379
 		}
@@ -234,9 +257,9 @@ func parseOptions(opts core.Options) (*config, error) {
 	uo.Password = r.str("password")
 	uo.SentinelUsername = r.str("sentinel_username")
 	uo.SentinelPassword = r.str("sentinel_password")
-	uo.DB = r.integer("db")
+	uo.DB = r.integer("db", 0, math.MaxInt32)
 	uo.ClientName = r.str("client_name")
-	uo.Protocol = r.integer("protocol")
+	uo.Protocol = r.integer("protocol", math.MinInt32, math.MaxInt32)
 	switch uo.Protocol {
 	case 0:
 		// RESP2 keeps replies shaped as lua-resty-redis shapes them
@@ -246,16 +269,16 @@ func parseOptions(opts core.Options) (*config, error) {
 	default:
 		r.fail("protocol", "must be 2 or 3, got %d", uo.Protocol)
 	}
-	uo.PoolSize = r.integer("pool_size")
-	uo.MinIdleConns = r.integer("min_idle")
-	if n := r.integer("min_idle_conns"); n > 0 {
+	uo.PoolSize = r.integer("pool_size", 0, maxCount)
+	uo.MinIdleConns = r.integer("min_idle", 0, maxCount)
+	if n := r.integer("min_idle_conns", 0, maxCount); n > 0 {
 		uo.MinIdleConns = n
 	}
-	uo.MaxIdleConns = r.integer("max_idle_conns")
-	uo.PoolTimeout = r.ms("pool_timeout")
-	uo.ConnMaxIdleTime = r.ms("conn_max_idle_time")
+	uo.MaxIdleConns = r.integer("max_idle_conns", 0, maxCount)
+	uo.PoolTimeout = r.ms("pool_timeout", 0)
+	uo.ConnMaxIdleTime = r.ms("conn_max_idle_time", -1)
 	if _, ok := r.get("max_retries"); ok {
-		uo.MaxRetries = r.integer("max_retries")
+		uo.MaxRetries = r.integer("max_retries", -1, maxCount)
 		if uo.MaxRetries == 0 {
 			uo.MaxRetries = -1 // go-redis: -1 disables retries, 0 is the default
 		}
@@ -263,25 +286,25 @@ func parseOptions(opts core.Options) (*config, error) {
 	// One dial attempt per try: a refused connection is reported at once,
 	// as a cosocket does, instead of after go-redis's 5 dials per try.
 	uo.DialerRetries = 1
-	if n := r.integer("dial_retries"); n > 0 {
+	if n := r.integer("dial_retries", 0, maxCount); n > 0 {
 		uo.DialerRetries = n
 	}
-	uo.DialTimeout = r.ms("connect_timeout")
-	if d := r.ms("dial_timeout"); d != 0 {
+	uo.DialTimeout = r.ms("connect_timeout", 0)
+	if d := r.ms("dial_timeout", 0); d != 0 {
 		uo.DialTimeout = d
 	}
 	// Every call carries a deadline from Lua (its timeout); the socket
 	// deadlines follow it. Explicit read/write timeouts cap it further.
 	uo.ContextTimeoutEnabled = true
-	uo.ReadTimeout = r.ms("read_timeout")
+	uo.ReadTimeout = r.ms("read_timeout", -2)
 	if uo.ReadTimeout == 0 {
 		uo.ReadTimeout = -1
 	}
-	uo.WriteTimeout = r.ms("write_timeout")
+	uo.WriteTimeout = r.ms("write_timeout", -2)
 	if uo.WriteTimeout == 0 {
 		uo.WriteTimeout = -1
 	}
-	uo.MaxRedirects = r.integer("max_redirects")
+	uo.MaxRedirects = r.integer("max_redirects", -1, maxCount)
 	c.replicas = r.boolean("read_from_replicas", false)
 	c.autoPipeline = r.boolean("auto_pipeline", false)
 	c.coalesce = r.boolean("coalesce", true)
@@ -292,7 +315,8 @@ func parseOptions(opts core.Options) (*config, error) {
 		r.err = err
 	}
 	uo.TLSConfig = tlsConf
-	for k := range opts {
+	// sorted: the same table gives the same error every time
+	for _, k := range slices.Sorted(maps.Keys(opts)) {
 		if !r.seen[k] && !known(k) {
 			r.fail(k, "unknown option (known: %s)", strings.Join(knownOptions, ", "))
 		}
@@ -335,7 +359,7 @@ func (r *optionReader) tlsConfig(addr string, addrs []string) (*tls.Config, erro
 				serverName = s
 			}
 			verify = sub.boolean("verify", verify)
-			for k := range t {
+			for _, k := range slices.Sorted(maps.Keys(t)) {
 				if !sub.seen[k] {
 					sub.fail("tls."+k, "unknown TLS option (known: ca_file, cert_file, key_file, server_name, verify)")
 				}
