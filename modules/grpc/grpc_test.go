@@ -144,11 +144,11 @@ func TestWrongFieldType(t *testing.T) {
 	c := open(t, map[string]any{})
 	cases := map[string]map[string]any{
 		`field f_int32: int32 (integer) expected, got string "x"`: {"f_int32": "x"},
-		`has no field "nope"`:                                    {"nope": int64(1)},
-		`field f_message.children[2].value`:                      {"f_message": map[string]any{"children": []any{map[string]any{}, map[string]any{"value": true}}}},
-		`oneof choice: both`:                                     {"c_int64": int64(1), "c_string": "x"},
-		`has no value "PURPLE"`:                                  {"f_enum": "PURPLE"},
-		`out of range`:                                           {"f_int32": int64(1 << 40)},
+		`has no field "nope"`:               {"nope": int64(1)},
+		`field f_message.children[2].value`: {"f_message": map[string]any{"children": []any{map[string]any{}, map[string]any{"value": true}}}},
+		`oneof choice: both`:                {"c_int64": int64(1), "c_string": "x"},
+		`has no value "PURPLE"`:             {"f_enum": "PURPLE"},
+		`out of range`:                      {"f_int32": int64(1 << 40)},
 	}
 	for want, req := range cases {
 		_, err := call(t, c, "Echo", req, nil)

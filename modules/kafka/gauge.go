@@ -2,7 +2,11 @@ package kafka
 
 import (
 	"errors"
+	"fmt"
 	"math"
+	"os"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"unsafe"
 )
@@ -48,6 +52,39 @@ func newGauge() (*gauge, error) {
 		return nil, errNoGauge
 	}
 	return &gauges[i], nil
+}
+
+// checkGaugeAddress refuses an address that is not inside one readable
+// and writable private mapping of this process: the option is meant for
+// resty.ffi.kafka's own allocation, and a wrong number from a direct
+// rffi.open("kafka_producer", ...) must be an error, not a dead worker.
+func checkGaugeAddress(addr uintptr) error {
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return fmt.Errorf("kafka producer: option \"gauge\": reading /proc/self/maps: %w", err)
+	}
+	size := unsafe.Sizeof(gauge{})
+	for _, line := range strings.Split(string(maps), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 2 {
+			continue
+		}
+		lo, hi, ok := strings.Cut(fields[0], "-")
+		if !ok {
+			continue
+		}
+		start, err1 := strconv.ParseUint(lo, 16, 64)
+		end, err2 := strconv.ParseUint(hi, 16, 64)
+		if err1 != nil || err2 != nil || uint64(addr) < start || uint64(addr) >= end {
+			continue
+		}
+		if !strings.HasPrefix(fields[1], "rw") || uint64(addr)+uint64(size) > end || addr%8 != 0 {
+			break
+		}
+		return nil
+	}
+	return fmt.Errorf("kafka producer: option \"gauge\": %#x is not writable memory of this process"+
+		" (the option is set by resty.ffi.kafka)", addr)
 }
 
 // gaugeAt views C memory given by address as a gauge. The address is

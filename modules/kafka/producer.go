@@ -207,6 +207,9 @@ func NewProducer(m core.Options) (core.Object, error) {
 		st:              producerStats{errors: map[string]int64{}},
 	}
 	if pc.gaugeAddr != 0 {
+		if err := checkGaugeAddress(uintptr(pc.gaugeAddr)); err != nil {
+			return nil, err
+		}
 		p.g = gaugeAt(uintptr(pc.gaugeAddr))
 	} else {
 		g, err := newGauge()
