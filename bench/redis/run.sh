@@ -175,7 +175,7 @@ median of $BENCH_ROUNDS rounds after a ${BENCH_WARMUP} s warm-up; redis-server 7
 
 | benchmark | resty.ffi.redis req/s | p99 (ms) | nginx.redis req/s | p99 (ms) | ratio |
 |---|---:|---:|---:|---:|---:|
-| GET, one per request | $(r ffi_get) | $(p ffi_get) | $(r peer_get) | $(p peer_get) | **$(ratio "$(r ffi_get)" "$(r peer_get)")** (target >= 1.0) |
+| GET, one per request (default options: concurrent requests' GETs coalesced into pipelines) | $(r ffi_get) | $(p ffi_get) | $(r peer_get) | $(p peer_get) | **$(ratio "$(r ffi_get)" "$(r peer_get)")** (target >= 1.0) |
 | GET, \`auto_pipeline = true\` (go-redis autopipeliner) | $(r ffi_get_ap) | $(p ffi_get_ap) | $(r peer_get) | $(p peer_get) | $(ratio "$(r ffi_get_ap)" "$(r peer_get)") |
 | pipeline of 100 GETs per request | $(r ffi_pipe) | $(p ffi_pipe) | $(r peer_pipe) | $(p peer_pipe) | **$(ratio "$(r ffi_pipe)" "$(r peer_pipe)")** (target >= 1.0) |
 
