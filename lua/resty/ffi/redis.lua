@@ -406,6 +406,25 @@ for _, cmd in pairs({ "exec", "discard", "unwatch" }) do
     end
 end
 
+-- use_runtime switches the client to nrt, a runtime derived with another
+-- password or database, after one PING on its first use; a Redis error
+-- reply (WRONGPASS, ...) comes back as false, err, as lua-resty-redis
+-- returns it.
+local function use_runtime(self, nrt)
+    if not healthy[nrt] then
+        local res, err, detail = call_timeout(nrt, self._timeout, ".ping")
+        if not res then
+            if detail then
+                return false, err
+            end
+            return nil, err
+        end
+        healthy[nrt] = true
+    end
+    self._rt = nrt
+    return "OK"
+end
+
 -- auth(password) / auth(username, password): connections come from a
 -- pool, so the credentials go into the pool's configuration (each new
 -- connection authenticates) and are checked now.
@@ -427,19 +446,7 @@ function _M.auth(self, user, password)
     if not nrt then
         return nil, err
     end
-    if not healthy[nrt] then
-        local res, detail
-        res, err, detail = call_timeout(nrt, self._timeout, ".ping")
-        if not res then
-            if detail then
-                return false, err
-            end
-            return nil, err
-        end
-        healthy[nrt] = true
-    end
-    self._rt = nrt
-    return "OK"
+    return use_runtime(self, nrt)
 end
 
 -- select(db): likewise, the database goes into the pool's configuration.
@@ -462,19 +469,7 @@ function _M.select(self, db)
     if not nrt then
         return nil, err
     end
-    if not healthy[nrt] then
-        local res, detail
-        res, err, detail = call_timeout(nrt, self._timeout, ".ping")
-        if not res then
-            if detail then
-                return false, err
-            end
-            return nil, err
-        end
-        healthy[nrt] = true
-    end
-    self._rt = nrt
-    return "OK"
+    return use_runtime(self, nrt)
 end
 
 function _M.init_pipeline(self, n)
