@@ -219,10 +219,16 @@ func (e *Engine) sleepOnEventfd(buf []byte) error {
 	return rerr
 }
 
-// deadlineCtx reports a waited-for call's deadline, so that clients which
-// take their socket deadlines from ctx.Deadline() (go-redis, net.Conn based
-// libraries) stop reading in time, without the cost of a timer: Lua
-// cancels the context when its wait times out.
+// WithDeadlineOnly returns parent reporting deadline from Deadline(),
+// without the timer context.WithDeadline starts: clients that take their
+// socket deadlines from ctx.Deadline() (go-redis, net.Conn based
+// libraries) stop reading in time, and whoever owns parent cancels it.
+// The core gives it to waited-for calls (Lua cancels the context when its
+// wait times out); modules may use it for work shared by several calls.
+func WithDeadlineOnly(parent context.Context, deadline time.Time) context.Context {
+	return deadlineCtx{Context: parent, deadline: deadline}
+}
+
 type deadlineCtx struct {
 	context.Context
 	deadline time.Time
@@ -264,7 +270,7 @@ func (e *Engine) start(s *submission) {
 		// Shutdown cancels waited-for calls through e.cancels instead.
 		ctx, cancel = context.WithCancel(context.Background())
 		if s.timeout > 0 {
-			ctx = deadlineCtx{Context: ctx, deadline: time.Now().Add(time.Duration(s.timeout) * time.Millisecond)}
+			ctx = WithDeadlineOnly(ctx, time.Now().Add(time.Duration(s.timeout)*time.Millisecond))
 		}
 	}
 	if !noReply {

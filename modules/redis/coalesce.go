@@ -7,6 +7,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/lua-resty-ffi-go/lua-resty-ffi-go/core"
 )
 
 // coalescer sends the single commands of concurrent calls together, as
@@ -161,17 +163,10 @@ func batchContext(batch []*queued) context.Context {
 			latest = d
 		}
 	}
-	return deadlineOnly{Context: context.Background(), deadline: latest}
+	// go-redis takes its socket deadlines from Deadline() and never waits
+	// on Done(): no timer is needed
+	return core.WithDeadlineOnly(context.Background(), latest)
 }
-
-// deadlineOnly reports a deadline without a timer behind it: go-redis
-// takes its socket deadlines from Deadline() and never waits on Done().
-type deadlineOnly struct {
-	context.Context
-	deadline time.Time
-}
-
-func (d deadlineOnly) Deadline() (time.Time, bool) { return d.deadline, true }
 
 // drain answers what is still queued when the runtime closes.
 func (c *coalescer) drain() {
