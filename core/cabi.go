@@ -104,6 +104,12 @@ func parseConfig(m map[string]any) (c Config, err error) {
 				return c, fmt.Errorf("configuration: socket_dir must be a string, got %T", v)
 			}
 			c.SocketDir = s
+		case "pump_spin_us":
+			n, ok := v.(int64)
+			if !ok || n < 0 || n > 1000000 {
+				return c, fmt.Errorf("configuration: pump_spin_us must be an integer from 0 to 1000000, got %v", v)
+			}
+			c.PumpSpinAfterReply, c.pumpSpinSet = time.Duration(n)*time.Microsecond, true
 		case "path":
 			// used by the Lua loader only
 		default:

@@ -215,6 +215,10 @@ func (r *rings) setClosing() { atomic.StoreInt32(i32(&r.s.closing), 1) }
 
 func (r *rings) setParked(v int32) { atomic.StoreInt32(i32(&r.s.pump_parked), v) }
 
+func (r *rings) casParked(old, new int32) bool {
+	return atomic.CompareAndSwapInt32(i32(&r.s.pump_parked), old, new)
+}
+
 // Result buffers are reused once Lua is done with them.
 var bufferPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 

@@ -330,10 +330,75 @@ func TestParseConfig(t *testing.T) {
 		{"wrong type", map[string]any{"max_payload": "big"}, false},
 		{"too many in flight", map[string]any{"max_in_flight": int64(1 << 21)}, false},
 		{"unknown", map[string]any{"colour": "red"}, false},
+		{"watch off", map[string]any{"pump_spin_us": int64(0)}, true},
+		{"watch negative", map[string]any{"pump_spin_us": int64(-1)}, false},
+		{"watch too long", map[string]any{"pump_spin_us": int64(2000000)}, false},
 	}
 	for _, c := range cases {
 		if _, err := parseConfig(c.in); (err == nil) != c.ok {
 			t.Errorf("%s: err = %v", c.name, err)
 		}
+	}
+}
+
+// sequentialLuaWakes makes calls one after another, each pushed as soon as
+// the previous reply is popped, and counts the pushes that had to wake
+// the pump themselves (rffi_push returning 1, as with Lua's waker thread).
+func sequentialLuaWakes(t *testing.T, e *Engine, h Handle, first uint64, n int) int {
+	t.Helper()
+	e.rings.luaDeferWake(true)
+	wakes := 0
+	for ticket := first; ticket < first+uint64(n); ticket++ {
+		switch rc := e.rings.luaPush(kindCall, ticket, h, "echo", args(t, "x"), 0); rc {
+		case 0:
+		case 1:
+			wakes++
+			e.writeEventfd() // the waker's part
+		default:
+			t.Fatalf("push %d: rc %d", ticket, rc)
+		}
+		if c := await(t, e, ticket); c.Status != StatusOK {
+			t.Fatalf("call %d: status %d", ticket, c.Status)
+		}
+	}
+	return wakes
+}
+
+func TestWatchAfterReply(t *testing.T) {
+	cases := []struct {
+		name    string
+		window  time.Duration
+		maxWake int // pushes of 20 that may wake the pump themselves
+		minWake int
+	}{
+		// a window far beyond this loop's pace: after the first call the
+		// replying goroutine catches every next push
+		{"watching", 200 * time.Millisecond, 1, 0},
+		// off: the pump parks after each call and every push wakes it
+		{"off", 0, 20, 10},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := Config{PumpSpinAfterReply: c.window, pumpSpinSet: true}
+			e := newTestEngine(t, cfg)
+			h := openFake(t, e)
+			// let the pump park first
+			for deadline := time.Now().Add(time.Second); !e.rings.pumpParked() && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
+			wakes := sequentialLuaWakes(t, e, h, 1, 20)
+			if wakes > c.maxWake || wakes < c.minWake {
+				t.Fatalf("%d of 20 pushes woke the pump, want %d to %d", wakes, c.minWake, c.maxWake)
+			}
+			// once the window has passed, the pump is parked again and a
+			// push wakes it as usual: nothing is left on the ring
+			time.Sleep(c.window + 50*time.Millisecond)
+			if !e.rings.pumpParked() {
+				t.Fatal("the pump is not parked after the watch ended")
+			}
+			if wakes := sequentialLuaWakes(t, e, h, 100, 1); wakes != 1 {
+				t.Fatalf("a push after the window: %d wakes, want 1", wakes)
+			}
+		})
 	}
 }

@@ -99,3 +99,85 @@ xxxxxxxxxx
 submitted: 1
 --- no_error_log
 [error]
+
+
+
+=== TEST 4: sequential calls with a long watch after each reply, a concurrent caller, and a call after the watch ended
+--- http_config
+    init_worker_by_lua_block {
+        -- 100 ms: every next call of the loop lands while Go watches
+        require("resty.ffi").configure{ pump_spin_us = 100000 }
+    }
+--- config
+    location = /t {
+        content_by_lua_block {
+            local echo = assert(require("resty.ffi").open("echo"))
+            local other = ngx.thread.spawn(function()
+                local got = 0
+                for i = 1, 20 do
+                    if echo:call("echo", -i) == -i then got = got + 1 end
+                    ngx.sleep(0.002)
+                end
+                return got
+            end)
+            local bad = 0
+            for i = 1, 2000 do
+                if echo:call("echo", i) ~= i then bad = bad + 1 end
+            end
+            local _, got = ngx.thread.wait(other)
+            ngx.sleep(0.3) -- past the watch: the pump sleeps again
+            ngx.say("wrong: ", bad, ", concurrent: ", got, ", after: ", echo:call("echo", "late"))
+        }
+    }
+--- request
+GET /t
+--- response_body
+wrong: 0, concurrent: 20, after: late
+--- timeout: 20
+--- no_error_log
+[error]
+
+
+
+=== TEST 5: pump_spin_us = 0 turns the watch off; calls in a loop still return their own result
+--- http_config
+    init_worker_by_lua_block {
+        require("resty.ffi").configure{ pump_spin_us = 0 }
+    }
+--- config
+    location = /t {
+        content_by_lua_block {
+            local echo = assert(require("resty.ffi").open("echo"))
+            local bad = 0
+            for i = 1, 500 do
+                if echo:call("echo", i) ~= i then bad = bad + 1 end
+            end
+            ngx.say("wrong: ", bad)
+        }
+    }
+--- request
+GET /t
+--- response_body
+wrong: 0
+--- no_error_log
+[error]
+
+
+
+=== TEST 6: a negative pump_spin_us is refused when the library loads
+--- http_config
+    init_worker_by_lua_block {
+        require("resty.ffi").configure{ pump_spin_us = -1 }
+    }
+--- config
+    location = /t {
+        content_by_lua_block {
+            ngx.say(require("resty.ffi").load())
+        }
+    }
+--- request
+GET /t
+--- response_body
+nilresty.ffi: configuration: pump_spin_us must be an integer from 0 to 1000000, got -1
+--- no_error_log
+[error]
