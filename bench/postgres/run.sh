@@ -28,7 +28,7 @@ if ! "$ctl" status >/dev/null 2>&1; then
 fi
 
 (cd "$BENCH_ROOT" && go build -o "$work/sidecar" ./bench/postgres/sidecar && go build -o "$work/native" ./bench/postgres/native)
-taskset -c "$SERVER_CPU" "$work/sidecar" -socket "$sock" -dsn "$dsn" -conns "$pool" &
+on_server_cpu "$work/sidecar" -socket "$sock" -dsn "$dsn" -conns "$pool" &
 sidecar=$!
 cleanup() {
     kill $sidecar 2>/dev/null || true
@@ -134,7 +134,7 @@ bench_variants ffi_int="http://127.0.0.1:$port/ffi/int?v=42" proxy_int="http://1
 seq_ffi=() seq_go=()
 for ((round = 1; round <= BENCH_ROUNDS; round++)); do
     seq_ffi+=("$(curl -s -m 600 "http://127.0.0.1:$port/ffi/seq?n=$seq_n")")
-    seq_go+=("$(taskset -c "$SERVER_CPU" "$work/native" -dsn "$dsn" -n "$seq_n")")
+    seq_go+=("$(on_server_cpu "$work/native" -dsn "$dsn" -n "$seq_n")")
     echo "bench: round $round sequential: ffi ${seq_ffi[-1]}/s, native ${seq_go[-1]}/s" >&2
 done
 crashes=$(grep -c "exited on signal" "$work/logs/error.log" || true)
@@ -144,9 +144,9 @@ sg=$(median "${seq_go[@]}")
 cat <<_EOF_
 ## PostgreSQL: resty.ffi.postgres vs a Go sidecar (pgx), and vs plain Go
 
-One nginx worker on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU (\`taskset -c $CLIENT_CPU wrk -t1 -c$BENCH_CONNS -d${BENCH_SECONDS}s --latency URL\`),
-the sidecar (\`bench/postgres/sidecar\`, pgxpool) on CPU $SERVER_CPU; PostgreSQL 15 from \`t/servers/postgres/ctl\` on the same machine
-(not pinned); pool size $pool on both sides; median of $BENCH_ROUNDS rounds after a ${BENCH_WARMUP} s warm-up.
+One nginx worker, \`wrk -t1 -c$BENCH_CONNS -d${BENCH_SECONDS}s --latency URL\`; placement: $(bench_setup)
+(the sidecar \`bench/postgres/sidecar\`, pgxpool, and the plain Go program of the sequential test placed like the worker);
+PostgreSQL 15 from \`t/servers/postgres/ctl\` on the same machine, never pinned; pool size $pool on both sides; median of $BENCH_ROUNDS rounds after a ${BENCH_WARMUP} s warm-up.
 Both variants return the same bytes (\`SELECT \$1::int\`: the number; rows: $rows_bytes bytes of tab-separated text).
 
 | query | resty.ffi.postgres req/s | p99 (ms) | proxy_pass to Go sidecar req/s | p99 (ms) | ratio |

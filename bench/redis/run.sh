@@ -155,7 +155,7 @@ for ((round = 1; round <= BENCH_ROUNDS; round++)); do
     # a round whose worker died (the core's issue, see the error log) is run again once
     f=$(curl -sf -m 600 "http://127.0.0.1:$PORT/ffi/seq?n=$N") ||
         f=$(curl -sf -m 600 "http://127.0.0.1:$PORT/ffi/seq?n=$N") || f=0
-    n=$(taskset -c "$SERVER_CPU" "$work/native" -addr 127.0.0.1:16379 -key bench:k100 -n "$N")
+    n=$(on_server_cpu "$work/native" -addr 127.0.0.1:16379 -key bench:k100 -n "$N")
     log "round $round sequential: resty.ffi.redis $f GET/s, native $n GET/s"
     ffi_all+="$f " native_all+="$n "
 done
@@ -170,7 +170,7 @@ cat <<MD
 ## redis
 
 resty.ffi.redis vs lua-resty-redis (Debian's \`nginx.redis\`, with \`set_keepalive\`): one nginx
-worker on CPU $SERVER_CPU, \`taskset -c $CLIENT_CPU wrk -t1 -c$BENCH_CONNS -d${BENCH_SECONDS}s --latency\`,
+worker, \`wrk -t1 -c$BENCH_CONNS -d${BENCH_SECONDS}s --latency\`; placement: $(bench_setup);
 median of $BENCH_ROUNDS rounds after a ${BENCH_WARMUP} s warm-up; redis-server 7 on 127.0.0.1:16379, 100-byte values.
 
 | benchmark | resty.ffi.redis req/s | p99 (ms) | nginx.redis req/s | p99 (ms) | ratio |
@@ -180,8 +180,8 @@ median of $BENCH_ROUNDS rounds after a ${BENCH_WARMUP} s warm-up; redis-server 7
 | pipeline of 100 GETs per request | $(r ffi_pipe) | $(p ffi_pipe) | $(r peer_pipe) | $(p peer_pipe) | **$(ratio "$(r ffi_pipe)" "$(r peer_pipe)")** (target >= 1.0) |
 
 The bridge's own overhead: $N sequential GETs from one request (\`/ffi/seq\`) vs a plain Go
-program doing the same GETs with go-redis/v9 (\`bench/redis/native\`, pinned to CPU $SERVER_CPU like
-the worker), alternated, median of $BENCH_ROUNDS rounds.
+program doing the same GETs with go-redis/v9 (\`bench/redis/native\`, placed like the worker),
+alternated, median of $BENCH_ROUNDS rounds.
 
 | benchmark | resty.ffi.redis GET/s | native go-redis GET/s | ratio |
 |---|---:|---:|---:|
