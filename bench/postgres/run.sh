@@ -161,7 +161,7 @@ Sequential \`SELECT \$1::int\` ($seq_n queries, one at a time; median of $BENCH_
 | variant | queries/s |
 |---|---:|
 | one nginx request through resty.ffi.postgres (\`/ffi/seq\`) | $sf |
-| plain Go with pgxpool (\`bench/postgres/native\`, on CPU $SERVER_CPU) | $sg |
+| plain Go with pgxpool (\`bench/postgres/native\`, placed like the worker) | $sg |
 
 - bridge / native = **$(ratio "$sf" "$sg")** (target >= 0.8)
 $( [ "${crashes:-0}" -gt 0 ] && echo "- **WARNING: the nginx worker crashed $crashes time(s) during these runs (see $work/logs/error.log); the figures above are not valid.**" )
