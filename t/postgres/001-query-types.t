@@ -266,3 +266,40 @@ nil ERROR: column "nope" does not exist (SQLSTATE 42703)
 true true
 --- no_error_log
 [error]
+
+
+
+=== TEST 8: a non-string sql raises an error naming the argument, at the caller's line; a failure keeps its shape
+--- config
+    location = /t {
+        content_by_lua_block {
+            local db = assert(require("resty.ffi.postgres").new(PG))
+            for _, m in ipairs({ "query", "query_one", "query_value", "exec", "simple_query" }) do
+                local ok, err = pcall(function() local r = db[m](db, 42) return r end)
+                ngx.say(m, ": ", (err:gsub("^content_by_lua%(nginx%.conf:%d+%):%d+: ", "here: ")))
+            end
+            -- a server error comes back as nil, message, detail: three values
+            ngx.say(select("#", db:query("SELECT nope")), " ", select("#", db:exec("SELECT nope")))
+            local _, err, detail = db:query_one("SELECT nope")
+            ngx.say(err, " / ", detail and detail.code)
+            -- no row: query_one and query_value return a lone nil
+            ngx.say(select("#", db:query_one("SELECT 1 WHERE false")), " ",
+                    select("#", db:query_value("SELECT 1 WHERE false")))
+            -- exec: the count, nil, the command tag
+            ngx.say(db:exec("SELECT 1"))
+        }
+    }
+--- request
+GET /t
+--- response_body
+query: here: resty.ffi.postgres: query: argument #1 (sql) must be a string, got number
+query_one: here: resty.ffi.postgres: query_one: argument #1 (sql) must be a string, got number
+query_value: here: resty.ffi.postgres: query_value: argument #1 (sql) must be a string, got number
+exec: here: resty.ffi.postgres: exec: argument #1 (sql) must be a string, got number
+simple_query: here: resty.ffi.postgres: simple_query: argument #1 (sql) must be a string, got number
+3 3
+ERROR: column "nope" does not exist (SQLSTATE 42703) / 42703
+1 1
+1nilSELECT 1
+--- no_error_log
+[error]

@@ -54,13 +54,15 @@ local function shape(res)
 end
 _M.shape = shape
 
-local function check_sql(self, sql, fname)
+-- check_sql: a wrong sql type is the caller's error; level counts from
+-- here to the user's code (3: called by the method itself).
+local function check_sql(self, sql, fname, level)
     if self.done then
         return nil, "transaction is finished (" .. self.done .. ")"
     end
     if type(sql) ~= "string" then
         error("resty.ffi.postgres: " .. fname .. ": argument #1 (sql) must be a string, got "
-              .. type(sql), 3)
+              .. type(sql), level or 3)
     end
     return true
 end
@@ -109,27 +111,27 @@ end
 
 -- the calls shared by db and tx: self.rt is a runtime or a transaction handle
 
-local function query(self, sql, ...)
-    local ok, dne = check_sql(self, sql, "query")
+-- run_sql checks sql and calls op: res, or nil, err [, detail].
+local function run_sql(self, fname, op, sql, ...)
+    local ok, dne = check_sql(self, sql, fname, 4)
     if not ok then
         return nil, dne
     end
-    local res, err, detail = call_timeout(self.rt, self.timeout, "query", sql, ...)
-    if not res then
-        return nil, err, detail
-    end
-    return shape(res)
+    return call_timeout(self.rt, self.timeout, op, sql, ...)
 end
 
-local function query_one(self, sql, ...)
-    local ok, dne = check_sql(self, sql, "query_one")
-    if not ok then
-        return nil, dne
-    end
-    local res, err, detail = call_timeout(self.rt, self.timeout, "query_array", sql, ...)
+-- on_result(fn, res, ...): fn(res) for a result; the failure as it came
+-- (nil, err [, detail]) otherwise.
+local function on_result(fn, res, ...)
     if not res then
-        return nil, err, detail
+        return nil, ...
     end
+    return fn(res)
+end
+
+-- one_row(res): the first row of a query_array result keyed by column
+-- name, or nil when there is none.
+local function one_row(res)
     local r = res[3][1]
     if not r then
         return nil
@@ -142,15 +144,7 @@ local function query_one(self, sql, ...)
     return t
 end
 
-local function query_value(self, sql, ...)
-    local ok, dne = check_sql(self, sql, "query_value")
-    if not ok then
-        return nil, dne
-    end
-    local res, err, detail = call_timeout(self.rt, self.timeout, "query_array", sql, ...)
-    if not res then
-        return nil, err, detail
-    end
+local function first_value(res)
     local r = res[3][1]
     if not r then
         return nil
@@ -158,43 +152,43 @@ local function query_value(self, sql, ...)
     return r[1]
 end
 
-local function exec(self, sql, ...)
-    local ok, dne = check_sql(self, sql, "exec")
-    if not ok then
-        return nil, dne
-    end
-    local res, err, detail = call_timeout(self.rt, self.timeout, "query_array", sql, ...)
-    if not res then
-        return nil, err, detail
-    end
-    -- nil in second place: `local n, err = db:exec(...)` stays the idiom
+-- nil in second place: `local n, err = db:exec(...)` stays the idiom
+local function affected(res)
     return res[5], nil, res[4]
+end
+
+local function shape_each(res)
+    for i = 1, #res do
+        res[i] = shape(res[i])
+    end
+    return res
+end
+
+local function query(self, sql, ...)
+    return on_result(shape, run_sql(self, "query", "query", sql, ...))
+end
+
+local function query_one(self, sql, ...)
+    return on_result(one_row, run_sql(self, "query_one", "query_array", sql, ...))
+end
+
+local function query_value(self, sql, ...)
+    return on_result(first_value, run_sql(self, "query_value", "query_array", sql, ...))
+end
+
+local function exec(self, sql, ...)
+    return on_result(affected, run_sql(self, "exec", "query_array", sql, ...))
 end
 
 local function execute(self, name, ...)
     if type(name) ~= "string" then
         error("resty.ffi.postgres: execute: argument #1 (name) must be a string, got " .. type(name), 2)
     end
-    local res, err, detail = call_timeout(self.rt, self.timeout, "execute", name, ...)
-    if not res then
-        return nil, err, detail
-    end
-    return shape(res)
+    return on_result(shape, call_timeout(self.rt, self.timeout, "execute", name, ...))
 end
 
 local function simple_query(self, sql)
-    local ok, dne = check_sql(self, sql, "simple_query")
-    if not ok then
-        return nil, dne
-    end
-    local res, err, detail = call_timeout(self.rt, self.timeout, "simple", sql)
-    if not res then
-        return nil, err, detail
-    end
-    for i = 1, #res do
-        res[i] = shape(res[i])
-    end
-    return res
+    return on_result(shape_each, run_sql(self, "simple_query", "simple", sql))
 end
 
 local function batch(self, list)
@@ -207,14 +201,7 @@ local function batch(self, list)
         end
         -- keep trailing NULL arguments: Lua nils cannot be in the table
     end
-    local res, err, detail = call_timeout(self.rt, self.timeout, "batch", list)
-    if not res then
-        return nil, err, detail
-    end
-    for i = 1, #res do
-        res[i] = shape(res[i])
-    end
-    return res
+    return on_result(shape_each, call_timeout(self.rt, self.timeout, "batch", list))
 end
 
 local function copy_from(self, tbl, columns, rows)
