@@ -24,6 +24,13 @@ on_server_cpu() {
     if [ "$BENCH_PIN" = 1 ]; then taskset -c "$SERVER_CPU" "$@"; else "$@"; fi
 }
 
+# on_server_cpu_bg CMD...: the same, started in the background. $! is then
+# the process itself (taskset execs it), so `kill $!` stops it; a function
+# run with & would leave $! naming a subshell, and kill would leak CMD.
+on_server_cpu_bg() {
+    if [ "$BENCH_PIN" = 1 ]; then taskset -c "$SERVER_CPU" "$@" & else "$@" & fi
+}
+
 # on_client_cpu CMD...: run the load generator (pinned with BENCH_PIN=1).
 on_client_cpu() {
     if [ "$BENCH_PIN" = 1 ]; then taskset -c "$CLIENT_CPU" "$@"; else "$@"; fi

@@ -15,7 +15,7 @@ sock="$work/sidecar.sock"
 body='{"id":12345,"name":"lua-resty-ffi-go","payload":"0123456789abcdef0123"}'
 
 go build -o "$work/sidecar" "$here/sidecar"
-on_server_cpu "$work/sidecar" -socket "$sock" -body "$body" &
+on_server_cpu_bg "$work/sidecar" -socket "$sock" -body "$body"
 sidecar=$!
 trap 'kill $sidecar 2>/dev/null; stop_nginx "$work"' EXIT
 

@@ -28,7 +28,7 @@ if ! "$ctl" status >/dev/null 2>&1; then
 fi
 
 (cd "$BENCH_ROOT" && go build -o "$work/sidecar" ./bench/postgres/sidecar && go build -o "$work/native" ./bench/postgres/native)
-on_server_cpu "$work/sidecar" -socket "$sock" -dsn "$dsn" -conns "$pool" &
+on_server_cpu_bg "$work/sidecar" -socket "$sock" -dsn "$dsn" -conns "$pool"
 sidecar=$!
 cleanup() {
     kill $sidecar 2>/dev/null || true
