@@ -109,7 +109,10 @@ func parseConfig(m map[string]any) (c Config, err error) {
 			if !ok || n < 0 || n > 1000000 {
 				return c, fmt.Errorf("configuration: pump_spin_us must be an integer from 0 to 1000000, got %v", v)
 			}
-			c.PumpSpinAfterReply, c.pumpSpinSet = time.Duration(n)*time.Microsecond, true
+			c.PumpSpinAfterReply = time.Duration(n) * time.Microsecond
+			if n == 0 {
+				c.PumpSpinAfterReply = -1 // off; a zero Config field means the default
+			}
 		case "path":
 			// used by the Lua loader only
 		default:

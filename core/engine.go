@@ -23,10 +23,10 @@ type Config struct {
 	MaxPendingLogs int    // log records waiting for the dispatcher
 	PumpSpins      int    // how many times the idle pump yields before sleeping
 	// PumpSpinAfterReply is how long the ring is watched after a reply
-	// when no other call runs (watchForNextCall); 0 turns it off.
+	// when no other call runs (watchForNextCall): 0 for the default
+	// (100 us), negative to turn it off.
 	PumpSpinAfterReply time.Duration
-	pumpSpinSet        bool // pump_spin_us was given (0 is a value)
-	GoMaxProcs         int  // GOMAXPROCS for this worker's Go runtime (default 1)
+	GoMaxProcs         int // GOMAXPROCS for this worker's Go runtime (default 1)
 	// ShutdownTimeout bounds the flush at process exit (default 5 s).
 	ShutdownTimeout time.Duration
 }
@@ -51,7 +51,7 @@ func (c *Config) setDefaults() {
 	}
 	if c.PumpSpinAfterReply < 0 {
 		c.PumpSpinAfterReply = 0
-	} else if c.PumpSpinAfterReply == 0 && !c.pumpSpinSet {
+	} else if c.PumpSpinAfterReply == 0 {
 		c.PumpSpinAfterReply = 100 * time.Microsecond
 	}
 	if c.PumpSpins <= 0 {
@@ -85,9 +85,8 @@ type Engine struct {
 	runtimes map[string]*RuntimeStats
 
 	// busy counts calls between the pump and their result
-	// (watchForNextCall); epoch starts its monotonic clock.
-	busy  atomic.Int64
-	epoch time.Time
+	// (watchForNextCall).
+	busy atomic.Int64
 
 	logsDropped atomic.Uint64
 	pumpWakeups atomic.Uint64 // times the pump slept and was woken by Lua
@@ -113,7 +112,6 @@ func NewEngine(cfg Config) (*Engine, error) {
 		runtimes: map[string]*RuntimeStats{},
 		pumpEnd:  make(chan struct{}),
 		workers:  newWorkerPool(idleWorkers),
-		epoch:    time.Now(),
 	}
 	e.ctx, e.stop = context.WithCancel(context.Background())
 	e.bell = newDoorbell(e.Log)
@@ -222,8 +220,8 @@ func (e *Engine) pump() {
 // the flag from 1 to 0 (Lua in rffi_push, or this) writes the eventfd.
 func (e *Engine) watchForNextCall() {
 	owner := false // pump_parked swapped from 1 to 0 by us
-	deadline := int64(time.Since(e.epoch)) + int64(e.cfg.PumpSpinAfterReply)
-	for int64(time.Since(e.epoch)) < deadline {
+	deadline := time.Now().Add(e.cfg.PumpSpinAfterReply)
+	for time.Now().Before(deadline) {
 		// The pump may still be awake (a quick call); it parks once it
 		// sees the ring empty, and then the watch is ours.
 		if !owner && e.rings.casParked(1, 0) {
@@ -462,7 +460,7 @@ func (e *Engine) Shutdown(timeout time.Duration) error {
 // spurious wake-up only costs it one empty round).
 func (e *Engine) kickPump() {
 	e.rings.setParked(0)
-	unix.Write(int(e.wake.Fd()), []byte{1, 0, 0, 0, 0, 0, 0, 0})
+	e.writeEventfd()
 }
 
 // task is one submitted call.

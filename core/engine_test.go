@@ -375,11 +375,11 @@ func TestWatchAfterReply(t *testing.T) {
 		// replying goroutine catches every next push
 		{"watching", 200 * time.Millisecond, 1, 0},
 		// off: the pump parks after each call and every push wakes it
-		{"off", 0, 20, 10},
+		{"off", -1, 20, 10},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			cfg := Config{PumpSpinAfterReply: c.window, pumpSpinSet: true}
+			cfg := Config{PumpSpinAfterReply: c.window}
 			e := newTestEngine(t, cfg)
 			h := openFake(t, e)
 			// let the pump park first
@@ -392,7 +392,7 @@ func TestWatchAfterReply(t *testing.T) {
 			}
 			// once the window has passed, the pump is parked again and a
 			// push wakes it as usual: nothing is left on the ring
-			time.Sleep(c.window + 50*time.Millisecond)
+			time.Sleep(max(c.window, 0) + 50*time.Millisecond)
 			if !e.rings.pumpParked() {
 				t.Fatal("the pump is not parked after the watch ended")
 			}
