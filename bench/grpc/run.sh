@@ -46,11 +46,7 @@ fi
 go build -o "$work/native" ./bench/grpc/native
 go build -o "$work/sidecar" ./bench/grpc/sidecar
 sock=$work/sidecar.sock
-if [ "$BENCH_PIN" = 1 ]; then
-    taskset -c "$SERVER_CPU" "$work/sidecar" -listen "unix:$sock" -proto t/servers/grpc/proto >"$work/sidecar.log" 2>&1 &
-else
-    "$work/sidecar" -listen "unix:$sock" -proto t/servers/grpc/proto >"$work/sidecar.log" 2>&1 &
-fi
+on_server_cpu_bg "$work/sidecar" -listen "unix:$sock" -proto t/servers/grpc/proto >"$work/sidecar.log" 2>&1
 sidecar_pid=$!
 
 {
