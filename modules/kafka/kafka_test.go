@@ -144,8 +144,7 @@ func TestSyncSendReadBack(t *testing.T) {
 			t.Fatalf("headers: %v", m.Headers)
 		}
 	}
-	offs := call(t, c, "offsets", topic).([]any)
-	if last := offs[0].(map[string]any)["last"]; last != int64(100) {
+	if last := lastOffset(t, c, topic); last != int64(100) {
 		t.Fatalf("last offset %v", last)
 	}
 }

@@ -16,12 +16,14 @@ import (
 var errBufferFull = errors.New("buffer full")
 
 // Producer is one kafka.producer(opts), on one kafka-go Transport
-// (connections and metadata shared):
+// (connections and metadata shared by the async writers; send has leader
+// connections of its own and takes only metadata from it):
 //
-//   - send waits for the ack: one Produce request per message (see direct),
-//     so a lone message goes out at once instead of waiting for a batch
-//     timeout (kafka-go's Writer waits 1 s by default), which is what makes
-//     sequential sync sends fast.
+//   - send waits for the ack: one Produce request per message on a
+//     connection to the partition's leader (see direct), so a lone message
+//     goes out at once instead of waiting for a batch timeout (kafka-go's
+//     Writer waits 1 s by default), which is what makes sequential sync
+//     sends fast.
 //   - async: send_async / send_batch put messages in a bounded buffer (the
 //     queue) that a pump goroutine hands to an Async writer, which batches
 //     per partition (batch_size / batch_bytes / batch_timeout). Its
@@ -30,7 +32,7 @@ var errBufferFull = errors.New("buffer full")
 //     is kept for Lua's error handler ("failures"). Nothing accepted is
 //     dropped without being counted and handed to Lua.
 type Producer struct {
-	direct *direct // send: one Produce request per message
+	direct *direct // send: one Produce request per message, on leader connections
 	async  *kgo.Writer
 	// final writes what is left once async is closed (at shutdown): sync,
 	// with a short batch timeout
@@ -228,11 +230,8 @@ func NewProducer(m core.Options) (core.Object, error) {
 			AllowAutoTopicCreation: pc.autoCreate,
 		}
 	}
-	p.direct = &direct{
-		client:   &kgo.Client{Addr: pc.conn.addr(), Transport: p.transport, Timeout: p.requestTimeout},
-		balancer: pc.bal(), acks: pc.acks, comp: pc.comp, attempts: pc.attempts, backoff: p.backoffMin,
-		parts: map[string]partInfo{},
-	}
+	p.direct = newDirect(&kgo.Client{Addr: pc.conn.addr(), Transport: p.transport, Timeout: p.requestTimeout},
+		pc.conn.dialer(), pc.bal(), pc.acks, pc.comp, pc.attempts, p.backoffMin)
 	p.async = base()
 	p.async.BatchSize, p.async.BatchTimeout = pc.batchSize, pc.batchTimeout
 	p.async.Async = true
@@ -699,7 +698,8 @@ func (p *Producer) stats() map[string]any {
 // writer sends its pending batches at once (whatever their batch timeout),
 // and messages that failed on the way are retried through a sync writer
 // until delivered, failed for good, or the deadline. Messages still
-// not confirmed by the deadline are logged, by count.
+// not confirmed by the deadline are logged, by count. The sync path's
+// leader connections are closed (one still in use when it comes back).
 func (p *Producer) Close(ctx context.Context) error {
 	var err error
 	p.once.Do(func() {
@@ -723,6 +723,7 @@ func (p *Producer) Close(ctx context.Context) error {
 		p.waitDone(ctx, target, time.Hour)
 		close(p.stop)
 		<-p.pumpDone
+		p.direct.close()
 		go func() {
 			p.final.Close()
 			p.transport.CloseIdleConnections()
