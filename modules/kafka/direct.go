@@ -26,7 +26,7 @@ import (
 // hand-offs cost less) the Conn alone gained little: the cost there is
 // thread wake-ups (4.7 context switches per send), and each plain read or
 // write on the socket woke Go's sysmon thread. With the socket read and
-// written by raw system calls (rawSock): 2.6 per send, worker CPU per send
+// written by raw system calls (core.RawIO): 2.6 per send, worker CPU per send
 // from about 145 to 110 µs, about 4700 to 5400 msg/s (the sync bench,
 // bench/kafka/run.sh).
 //

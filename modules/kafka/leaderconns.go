@@ -8,6 +8,8 @@ import (
 	"time"
 
 	kgo "github.com/segmentio/kafka-go"
+
+	"github.com/lua-resty-ffi-go/lua-resty-ffi-go/core"
 )
 
 // leaderConns keeps connections to partition leaders for the sync send
@@ -196,7 +198,7 @@ func (l *leaderConns) dial(ctx context.Context, pc *partConns, tp topicPart, lea
 			return nil, ctx.Err()
 		}
 		raw = c
-		return newRawSock(c), nil
+		return core.RawIO(c), nil
 	}
 	stop := context.AfterFunc(ctx, func() {
 		mu.Lock()

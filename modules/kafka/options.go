@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -360,7 +361,7 @@ func (o *opts) saslMechanism() sasl.Mechanism {
 
 func (c conn) transport() *kgo.Transport {
 	return &kgo.Transport{
-		Dial:        (&net.Dialer{Timeout: c.dialTO}).DialContext,
+		Dial:        c.rawIODial,
 		DialTimeout: c.dialTO,
 		IdleTimeout: 60 * time.Second,
 		MetadataTTL: 6 * time.Second,
@@ -370,8 +371,16 @@ func (c conn) transport() *kgo.Transport {
 	}
 }
 
+// rawIODial connects with the connect timeout and returns a core.RawIO
+// connection: its reads and writes do not wake the Go runtime's monitor
+// thread (core/rawio.go). TLS and SASL go on top.
+func (c conn) rawIODial(ctx context.Context, network, addr string) (net.Conn, error) {
+	return core.DialRawIO(ctx, &net.Dialer{Timeout: c.dialTO}, network, addr)
+}
+
 func (c conn) dialer() *kgo.Dialer {
 	return &kgo.Dialer{
+		DialFunc:      c.rawIODial,
 		ClientID:      c.clientID,
 		Timeout:       c.dialTO,
 		DualStack:     true,
