@@ -155,6 +155,9 @@ func newConn(raw core.Options) (core.Object, error) {
 		return nil, err
 	}
 	dial = append(dial, grpc.WithTransportCredentials(creds))
+	if d, ok := rawIODialer(); ok {
+		dial = append(dial, d)
+	}
 	if a := o.str("authority"); a != "" {
 		dial = append(dial, grpc.WithAuthority(a))
 	}

@@ -170,6 +170,7 @@ func parseSettings(opts core.Options) (*settings, error) {
 	if verify {
 		verifyTLS(&cfg.ConnConfig.Config)
 	}
+	rawIODial(&cfg.ConnConfig.Config)
 	s := &settings{pool: cfg}
 	if n, err := optInt(opts, "max_conns", 10, maxCount); err != nil {
 		return nil, err
