@@ -315,6 +315,7 @@ func parseOptions(opts core.Options) (*config, error) {
 		r.err = err
 	}
 	uo.TLSConfig = tlsConf
+	uo.Dialer = dialer(uo.DialTimeout, tlsConf)
 	// sorted: the same table gives the same error every time
 	for _, k := range slices.Sorted(maps.Keys(opts)) {
 		if !r.seen[k] && !known(k) {
