@@ -22,7 +22,14 @@ started=1 # also stops what did start if one of them fails
 echo "== go test -race"
 $GO test -count=1 -race ./...
 echo "== Test::Nginx suites"
-./scripts/prove.sh "$@"
+# CI keeps only the end of what a run prints: on a failure, the failed
+# checks and their diagnostics are printed again after prove's summary.
+mkdir -p .run
+if ! ./scripts/prove.sh "$@" 2>&1 | tee .run/prove.log; then
+    echo "== what failed (from .run/prove.log)"
+    grep -E '^(not ok|#)|^t/.*\.t \.' .run/prove.log | grep -v -E '\.+ ok$' | tail -n 80
+    exit 1
+fi
 if [ $# -eq 0 ]; then
     echo "== soak (2 minutes)"
     SOAK_DURATION=120 SOAK_FUZZ=0 SOAK_COMMAND="make test (SOAK_DURATION=120 SOAK_FUZZ=0 soak/run.sh)" ./soak/run.sh

@@ -91,3 +91,44 @@ GET /t?steps=put:key=a%26value=1,put:key=b%26value=2,invalidate:key=a,get:key=a,
 --- no_error_log
 [error]
 --- timeout: 40
+
+
+
+=== TEST 3: a message fetched again after a rebalance does not bring back what a later one or a NOTIFY changed
+--- http_config eval: $::HttpConfig
+--- config
+    location = /t {
+        content_by_lua_block {
+            local kv = require "examples.kv"
+            local dict = ngx.shared.cache
+            local function show(what)
+                ngx.say(what, ": k = ", tostring(dict:get("replay-k")))
+            end
+            local first = {
+                { topic = "replay", partition = 0, offset = 7, key = "replay-k", value = "old" },
+                { topic = "replay", partition = 1, offset = 3, key = "other", value = "x" },
+            }
+            kv.store_batch(dict, first)
+            show("stored")
+            dict:delete("replay-k")            -- what the LISTEN loop does on a NOTIFY
+            kv.store_batch(dict, first)        -- the same batch again (its commit was lost)
+            show("after NOTIFY and the replay")
+            kv.store_batch(dict, { { topic = "replay", partition = 0, offset = 8, key = "replay-k", value = "new" } })
+            show("a later message")
+            kv.store_batch(dict, first)
+            show("the old batch once more")
+            -- another partition keeps its own mark: offset 5 < 7 there is new
+            kv.store_batch(dict, { { topic = "replay", partition = 1, offset = 5, key = "replay-k", value = "p1" } })
+            show("partition 1, offset 5")
+        }
+    }
+--- request
+GET /t
+--- response_body
+stored: k = old
+after NOTIFY and the replay: k = nil
+a later message: k = new
+the old batch once more: k = new
+partition 1, offset 5: k = p1
+--- no_error_log
+[error]

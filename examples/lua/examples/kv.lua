@@ -48,6 +48,38 @@ local function restart_later(fn, what, err)
     end
 end
 
+-- The highest offset stored from each partition, kept in the dict itself
+-- so that every worker sees it. Delivery is at-least-once: a message whose
+-- commit had not landed when a rebalance moved its partition is fetched
+-- again by the next owner, maybe after a NOTIFY removed its key or a newer
+-- message replaced its value; storing it again would bring the old value
+-- back. (Two workers hold one partition at once only while a rebalance
+-- hands it over; the check and the store are not one atomic step then.)
+local function applied_mark(m)
+    return "\0applied " .. m.topic .. "/" .. m.partition
+end
+
+-- store_batch(dict, batch): each message's value under its key, but not
+-- a message from a partition whose later one is already stored.
+function _M.store_batch(dict, batch)
+    for _, m in ipairs(batch) do
+        local mark = applied_mark(m)
+        local last = dict:get(mark)
+        if last == nil or m.offset > last then
+            if m.key then
+                -- the offset as the entry's flags (+1: flags 0 read back as
+                -- nil) tells a new store of a key from an older one with the
+                -- same value (/kv/put waits for it)
+                local ok, err = dict:set(m.key, m.value, 0, m.offset % 0x7ffffffe + 1)
+                if not ok then
+                    ngx_log(WARN, "examples.kv: dict:set ", m.key, ": ", err)
+                end
+            end
+            dict:set(mark, m.offset)
+        end
+    end
+end
+
 local consume
 
 consume = function(premature)
@@ -70,18 +102,8 @@ consume = function(premature)
     while not exiting() do
         local batch, ferr = c:fetch_batch(500, conf.wait)
         if batch then
-            for _, m in ipairs(batch) do
-                if m.key then
-                    -- the offset as the entry's flags (+1: flags 0 read back
-                    -- as nil) tells a new store of a key from an older one
-                    -- with the same value (/kv/put waits for it)
-                    local ok, serr = dict:set(m.key, m.value, 0, m.offset % 0x7ffffffe + 1)
-                    if not ok then
-                        ngx_log(WARN, "examples.kv: dict:set ", m.key, ": ", serr)
-                    end
-                end
-            end
-            -- after the dict has them: at-least-once, and a replayed set is harmless
+            _M.store_batch(dict, batch)
+            -- after the dict has them: at-least-once (applied_mark skips replays)
             local ok, cerr = c:commit(batch)
             if not ok then
                 ngx_log(WARN, "examples.kv: commit: ", cerr)
