@@ -90,6 +90,7 @@ type Engine struct {
 
 	logsDropped atomic.Uint64
 	pumpWakeups atomic.Uint64 // times the pump slept and was woken by Lua
+	readSpins   atomic.Uint64 // socket reads that waited spinning (readSpinDeadline)
 	ops         sync.Map      // interned operation names
 }
 
@@ -116,7 +117,14 @@ func NewEngine(cfg Config) (*Engine, error) {
 	e.ctx, e.stop = context.WithCancel(context.Background())
 	e.bell = newDoorbell(e.Log)
 	go e.pump()
+	spinEngine.Store(e)
 	return e, nil
+}
+
+// loneCall reports whether the one call Go runs is the only one Lua
+// waits for (the condition for spinning instead of sleeping).
+func (e *Engine) loneCall() bool {
+	return e.cfg.PumpSpinAfterReply > 0 && e.busy.Load() == 1 && e.rings.inFlight() == 1
 }
 
 func (e *Engine) runtimeStats(name string) *RuntimeStats {
@@ -399,6 +407,7 @@ func (e *Engine) Shutdown(timeout time.Duration) error {
 		return nil
 	}
 	started := time.Now()
+	spinEngine.CompareAndSwap(e, nil)
 	e.rings.setClosing()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -548,7 +557,7 @@ func (t *task) run() {
 	encoderPool.Put(enc)
 	// Only for a lone call: under concurrency the pump is kept awake
 	// by the traffic itself, and spinning would take CPU from nginx.
-	if e.cfg.PumpSpinAfterReply > 0 && e.busy.Load() == 1 && e.rings.inFlight() == 1 {
+	if e.loneCall() {
 		e.watchForNextCall()
 	}
 }

@@ -32,6 +32,16 @@ func (f *fakeObject) Call(ctx context.Context, op string, args []any) (any, erro
 		return nil, testDetailErr{}
 	case "child":
 		return &fakeObject{}, nil
+	case "ask":
+		// a round trip on askConn, or only a read when args[0] is false
+		if args[0].(bool) {
+			if _, err := askConn.Write([]byte{'?'}); err != nil {
+				return nil, err
+			}
+		}
+		buf := make([]byte, 1)
+		_, err := askConn.Read(buf)
+		return string(buf), err
 	}
 	return nil, UnknownOp("fake", op)
 }

@@ -6,7 +6,10 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
+	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -27,7 +30,8 @@ import (
 // RawIO's Read and Write make raw system calls on the socket, which Go
 // keeps non-blocking, and wait in the netpoller on EAGAIN, as net.Conn
 // does, with the connection's deadlines. The core's eventfd and doorbell
-// are read and written the same way.
+// are read and written the same way. During a lone call a read that waits
+// for an answer first retries for a while (readSpinDeadline).
 
 // RawIO returns c with raw-syscall Read and Write when c is a TCP or Unix
 // stream connection, and c itself otherwise. Everything else (deadlines,
@@ -92,6 +96,10 @@ type rawSocket struct {
 	rc      syscall.RawConn
 	conn    net.Conn // for the addresses in errors
 	network string
+	// awaiting: bytes were written since data was last read, so an answer
+	// may be on its way (readSpinDeadline). A reader goroutine that reads
+	// ahead of any request (gRPC's) does not spin.
+	awaiting atomic.Bool
 }
 
 func (s *rawSocket) read(b []byte) (int, error) {
@@ -100,16 +108,32 @@ func (s *rawSocket) read(b []byte) (int, error) {
 	}
 	var n int
 	var errno syscall.Errno
+	var spinChecked bool
+	var spinUntil time.Time // zero: park at once
 	err := s.rc.Read(func(fd uintptr) bool {
 		for {
 			r, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
 			switch e {
 			case 0:
 				n = int(r)
+				if n > 0 {
+					s.awaiting.Store(false)
+				}
 				return true
 			case unix.EINTR:
 				continue
 			case unix.EAGAIN:
+				if !spinChecked {
+					spinChecked = true
+					if s.awaiting.Load() {
+						spinUntil = readSpinDeadline()
+					}
+				}
+				if time.Now().Before(spinUntil) {
+					runtime.Gosched()
+					unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+					continue
+				}
 				return false // nothing yet: wait in the netpoller
 			}
 			errno = e
@@ -150,6 +174,9 @@ func (s *rawSocket) write(b []byte) (int, error) {
 		}
 		return true
 	})
+	if n > 0 {
+		s.awaiting.Store(true)
+	}
 	switch {
 	case err != nil:
 		return n, s.wrap("write", err)
@@ -171,4 +198,24 @@ func (s *rawSocket) wrap(op string, err error) error {
 
 func (s *rawSocket) opError(op string, err error) error {
 	return &net.OpError{Op: op, Net: s.network, Source: s.conn.LocalAddr(), Addr: s.conn.RemoteAddr(), Err: err}
+}
+
+// spinEngine is the engine whose lone calls let reads spin (NewEngine sets
+// it; one engine per process).
+var spinEngine atomic.Pointer[Engine]
+
+// readSpinDeadline says until when a read that found no data retries
+// instead of parking in the netpoller: during a lone call (the one call in
+// Go, none waiting in Lua) for the engine's pump_spin_us, otherwise not at
+// all (the zero time). A sequential caller's answer then finds its thread
+// awake: parking costs a wake-up of the thread when the answer comes, tens
+// of µs on a VM, about a round trip to a local server. Under concurrency
+// there is other work to run, and spinning would take CPU from nginx.
+func readSpinDeadline() time.Time {
+	e := spinEngine.Load()
+	if e == nil || !e.loneCall() {
+		return time.Time{}
+	}
+	e.readSpins.Add(1)
+	return time.Now().Add(e.cfg.PumpSpinAfterReply)
 }

@@ -139,3 +139,51 @@ func TestRawIOErrors(t *testing.T) {
 		})
 	}
 }
+
+// askConn is the connection of the fake object's "ask" operation.
+var askConn net.Conn
+
+// A read that finds no answer yet spins instead of sleeping only during a
+// lone call and after the connection sent something: read_spins counts
+// those reads.
+func TestReadSpinsDuringALoneCall(t *testing.T) {
+	cases := []struct {
+		name   string
+		window time.Duration // pump_spin_us
+		write  bool          // the call sends before it reads
+		spins  uint64
+	}{
+		{"a lone call waiting for its answer", 0, true, 1},
+		{"a read with nothing sent before it", 0, false, 0},
+		{"spinning off", -1, true, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := newTestEngine(t, Config{PumpSpinAfterReply: c.window})
+			client, server := rawPair(t, "tcp")
+			askConn = client
+			go func() {
+				if c.write {
+					buf := make([]byte, 1)
+					if _, err := io.ReadFull(server, buf); err != nil {
+						return
+					}
+				}
+				// late enough that the reader finds nothing at first
+				time.Sleep(2 * time.Millisecond)
+				server.Write([]byte{'!'})
+			}()
+			h := openFake(t, e)
+			if rc := e.rings.luaPush(kindCall, 1, h, "ask", args(t, c.write), 0); rc < 0 {
+				t.Fatalf("push: rc %d", rc)
+			}
+			e.writeEventfd()
+			if got := await(t, e, 1); got.Status != StatusOK {
+				t.Fatalf("ask: status %d", got.Status)
+			}
+			if got := e.readSpins.Load(); got != c.spins {
+				t.Fatalf("read_spins = %d, want %d", got, c.spins)
+			}
+		})
+	}
+}

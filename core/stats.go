@@ -45,5 +45,6 @@ func (e *Engine) Stats() map[string]any {
 		"closing":           e.closing.Load(),
 		"doorbell_rings":    e.bell.rings.Load(),
 		"pump_wakeups":      e.pumpWakeups.Load(),
+		"read_spins":        e.readSpins.Load(),
 	}
 }

@@ -155,3 +155,59 @@ nil redis: get: argument #1: must be a string or a number, got a table
 false bad argument #1 (fn) to 'pipeline': a function expected, got string
 --- no_error_log
 [error]
+
+
+
+=== TEST 5: GETs in a loop wait for their answers spinning (stats().read_spins), concurrent GETs do not
+--- config
+    location = /t {
+        content_by_lua_block {
+            local rffi = require "resty.ffi"
+            local redis = require "resty.ffi.redis"
+            local cli = assert(redis.new{ addr = "127.0.0.1:16379", timeout = 1000 })
+            assert(cli:set("n5", "v"))
+            local before = rffi.stats().read_spins
+            for _ = 1, 200 do assert(cli:get("n5") == "v") end
+            local looped = rffi.stats().read_spins - before
+            ngx.say("200 GETs in a loop: spun at least 100 times: ", looped >= 100, looped <= 200 and "" or " (" .. looped .. ")")
+            before = rffi.stats().read_spins
+            local threads = {}
+            for i = 1, 200 do
+                threads[i] = ngx.thread.spawn(function() return cli:get("n5") end)
+            end
+            for i = 1, 200 do assert(select(2, ngx.thread.wait(threads[i])) == "v") end
+            local concurrent = rffi.stats().read_spins - before
+            ngx.say("200 concurrent GETs: spun at most 5 times: ", concurrent <= 5, " (", concurrent, ")")
+        }
+    }
+--- request
+GET /t
+--- response_body_like chomp
+^200 GETs in a loop: spun at least 100 times: true
+200 concurrent GETs: spun at most 5 times: true \(\d\)$
+--- no_error_log
+[error]
+
+
+
+=== TEST 6: pump_spin_us = 0: no read spins
+--- http_config
+    init_worker_by_lua_block {
+        require("resty.ffi").configure{ pump_spin_us = 0 }
+    }
+--- config
+    location = /t {
+        content_by_lua_block {
+            local rffi = require "resty.ffi"
+            local cli = assert(require("resty.ffi.redis").new{ addr = "127.0.0.1:16379", timeout = 1000 })
+            assert(cli:set("n6", "v"))
+            for _ = 1, 100 do assert(cli:get("n6") == "v") end
+            ngx.say("read_spins: ", rffi.stats().read_spins)
+        }
+    }
+--- request
+GET /t
+--- response_body
+read_spins: 0
+--- no_error_log
+[error]
