@@ -40,8 +40,14 @@ build: $(LIB)
 $(LIB): $(GO_SOURCES)
 	@mkdir -p $(BUILD)
 	@command -v $(GO) >/dev/null 2>&1 || { echo "error: Go is required to build resty_ffi_go.so (set GO=/path/to/go)" >&2; exit 1; }
-	CGO_ENABLED=1 $(GO) build $(GOFLAGS_BUILD) -buildmode=c-shared -o $@ ./lib
-	@rm -f $(BUILD)/resty_ffi_go.h
+	CGO_ENABLED=1 $(GO) build $(GOFLAGS_BUILD) -buildmode=c-shared -o $(BUILD)/linked.so ./lib
+	@# Copied, not used where the linker left it: Go's linker writes through
+	@# a shared mapping, which leaves the file in the page cache as 2 MiB
+	@# folios that every worker then maps whole (16 MB more RSS per worker
+	@# than the same file copied, installed or read back from disk; see
+	@# docs/ARCHITECTURE.md "Worker memory"). The rename gives running
+	@# workers' mappings their old file untouched.
+	@cp $(BUILD)/linked.so $@.tmp && mv -f $@.tmp $@ && rm -f $(BUILD)/linked.so $(BUILD)/linked.h
 
 backends: build
 	@./scripts/backends.sh start
