@@ -117,7 +117,6 @@ func NewEngine(cfg Config) (*Engine, error) {
 	e.ctx, e.stop = context.WithCancel(context.Background())
 	e.bell = newDoorbell(e.Log)
 	go e.pump()
-	spinEngine.Store(e)
 	return e, nil
 }
 
@@ -407,7 +406,6 @@ func (e *Engine) Shutdown(timeout time.Duration) error {
 		return nil
 	}
 	started := time.Now()
-	spinEngine.CompareAndSwap(e, nil)
 	e.rings.setClosing()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()

@@ -200,10 +200,6 @@ func (s *rawSocket) opError(op string, err error) error {
 	return &net.OpError{Op: op, Net: s.network, Source: s.conn.LocalAddr(), Addr: s.conn.RemoteAddr(), Err: err}
 }
 
-// spinEngine is the engine whose lone calls let reads spin (NewEngine sets
-// it; one engine per process).
-var spinEngine atomic.Pointer[Engine]
-
 // readSpinDeadline says until when a read that found no data retries
 // instead of parking in the netpoller: during a lone call (the one call in
 // Go, none waiting in Lua) for the engine's pump_spin_us, otherwise not at
@@ -212,7 +208,7 @@ var spinEngine atomic.Pointer[Engine]
 // of µs on a VM, about a round trip to a local server. Under concurrency
 // there is other work to run, and spinning would take CPU from nginx.
 func readSpinDeadline() time.Time {
-	e := spinEngine.Load()
+	e := current.Load()
 	if e == nil || !e.loneCall() {
 		return time.Time{}
 	}

@@ -160,6 +160,9 @@ func TestReadSpinsDuringALoneCall(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			e := newTestEngine(t, Config{PumpSpinAfterReply: c.window})
+			// the process's engine, as rffi_init makes it
+			current.Store(e)
+			t.Cleanup(func() { current.CompareAndSwap(e, nil) })
 			client, server := rawPair(t, "tcp")
 			askConn = client
 			go func() {
