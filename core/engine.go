@@ -221,7 +221,7 @@ func (e *Engine) pump() {
 // Lua's eventfd write nor the pump thread's wake-up, and on a VM a
 // thread's wake-up costs tens of microseconds. The caller is the only call
 // running: yielding to itself, it keeps the netpoller from noticing other
-// calls' sockets. sched_yield gives the CPU to nginx when both share it.
+// calls' sockets.
 //
 // Like the pump, it owns the wake-up while pump_parked is 0: whoever swaps
 // the flag from 1 to 0 (Lua in rffi_push, or this) writes the eventfd.
@@ -240,8 +240,7 @@ func (e *Engine) watchForNextCall() {
 			}
 			return
 		}
-		runtime.Gosched()
-		unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+		spinYield()
 	}
 	if owner {
 		e.rings.setParked(1)
@@ -249,6 +248,14 @@ func (e *Engine) watchForNextCall() {
 			e.writeEventfd()
 		}
 	}
+}
+
+// spinYield is one turn of a wait that spins instead of sleeping (the
+// watch after a reply, a lone call's socket read): other goroutines run,
+// then sched_yield gives the CPU to nginx when both share it.
+func spinYield() {
+	runtime.Gosched()
+	unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
 }
 
 // writeEventfd wakes the pump (a raw system call: see sleepOnEventfd).

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"runtime"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -130,8 +129,7 @@ func (s *rawSocket) read(b []byte) (int, error) {
 					}
 				}
 				if time.Now().Before(spinUntil) {
-					runtime.Gosched()
-					unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+					spinYield()
 					continue
 				}
 				return false // nothing yet: wait in the netpoller
