@@ -235,7 +235,7 @@ hup_loop() {
 quiet() { # stop probing, let every call finish, sample every worker
     touch "$run/probe.pause"
     sleep "${2:-4}"
-    tool snapshot -label "$1"
+    tool snapshot -label "$1" "${@:3}"
 }
 
 # ---------------------------------------------------------------- chaos
@@ -278,7 +278,10 @@ event warmed-up
 bounce_loop $((steady - warm - 2))
 wait_wrk
 event phase steady-end
-quiet final 5
+# -settle: until no worker has more goroutines than idle, for up to the
+# Kafka Transport's idle timeout (60 s, modules/kafka/options.go) and a bit:
+# a connection the load or an outage opened closes by then; a leak stays
+quiet final 5 -settle 65s
 
 # ---------------------------------------------------------------- checks
 

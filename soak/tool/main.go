@@ -269,12 +269,35 @@ func snapshot(args []string) error {
 	fs := flag.NewFlagSet("snapshot", flag.ExitOnError)
 	label := fs.String("label", "", "what this snapshot is")
 	workers := fs.Int("workers", 2, "workers expected")
+	settle := fs.Duration("settle", 0, "sample again for up to this long while a worker has more goroutines than in the idle snapshot")
 	fs.Parse(args)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second+*settle)
 	defer cancel()
+	var idle *Stats
+	if *settle > 0 {
+		snaps, err := readJSONL[Stats]("snapshots.jsonl")
+		if err != nil {
+			return err
+		}
+		for i := range snaps {
+			if snaps[i].Label == "idle" {
+				idle = &snaps[i]
+			}
+		}
+		if idle == nil {
+			return errors.New("snapshot -settle: no idle snapshot to settle against")
+		}
+	}
+	settleUntil := time.Now().Add(*settle)
 	for {
 		st, err := readStats(ctx)
 		if err == nil && len(st.Workers) == *workers {
+			if idle != nil && time.Now().Before(settleUntil) && !settled(idle, st) {
+				// a client's pool may hold a connection the load opened
+				// (and its goroutine) until its idle timeout; a leak stays
+				sleepCtx(ctx, time.Second)
+				continue
+			}
 			st.Label = *label
 			out, err := openJSONL("snapshots.jsonl")
 			if err != nil {
@@ -292,6 +315,23 @@ func snapshot(args []string) error {
 		sleepCtx(ctx, 300*time.Millisecond)
 	}
 }
+
+// settled reports whether no worker of st has more goroutines, besides
+// idle call workers, than in idle (the check report.go makes).
+func settled(idle, st *Stats) bool {
+	for _, w := range st.Workers {
+		for _, i := range idle.Workers {
+			if i["pid"] == w["pid"] && otherGoroutines(w) > otherGoroutines(i) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// otherGoroutines counts a worker's goroutines besides its idle call
+// workers (core/workers.go), which wait for the next call and are bounded.
+func otherGoroutines(w Worker) float64 { return w["goroutines"] - w["idle_workers"] }
 
 // PgActivity is what pg-activity saw.
 type PgActivity struct {

@@ -477,7 +477,8 @@ func workerChecks(c *checks, w func(string, ...any), evs []event) error {
 	warmed := find(evs, "warmed-up", "")
 	end := find(evs, "phase", "steady-end")
 	w("### Workers of the steady phase\n\n")
-	w("Samples: idle (after a warm-up that opened every runtime in both workers, before the load), after warm-up (%.0f s into the load), peak under load, after the load (idle again, 5 s later); growth: after the load vs after warm-up.\n\n", warmed-find(evs, "phase", "steady"))
+	w("Samples: idle (after a warm-up that opened every runtime in both workers, before the load), after warm-up (%.0f s into the load), peak under load, after the load (idle again, %.0f s later: 5 s, or more while a client's pool still held a connection the load opened, at most 65 s); growth: after the load vs after warm-up.\n\n",
+		warmed-find(evs, "phase", "steady"), final.Time-end)
 	w("| worker | in-flight | waiting | buffers allocated / freed | goroutines idle / final | RSS after warm-up / peak under load / after the load | growth |\n|---|---|---|---|---|---|---|\n")
 	for _, f := range final.Workers {
 		pid := f["pid"]
@@ -521,9 +522,7 @@ func workerChecks(c *checks, w func(string, ...any), evs []event) error {
 			fmt.Sprintf("%.0f, %.0f, %.0f", f["in_flight"], f["waiting"], f["kafka_buffered"]))
 		c.add(f["buffers_allocated"] == f["buffers_freed"], name+"C buffers allocated == freed",
 			fmt.Sprintf("%.0f / %.0f", f["buffers_allocated"], f["buffers_freed"]))
-		// Idle call workers (core/workers.go) wait for the next call and
-		// are bounded: they are counted apart, not as leaks.
-		others := func(x map[string]float64) float64 { return x["goroutines"] - x["idle_workers"] }
+		others := otherGoroutines
 		c.add(others(f) <= others(i) && f["idle_workers"] <= maxIdleWorkers, name+"goroutines back to their idle count",
 			fmt.Sprintf("%.0f idle, %.0f final (besides %.0f and %.0f idle call workers, at most %d)",
 				others(i), others(f), i["idle_workers"], f["idle_workers"], maxIdleWorkers))

@@ -72,3 +72,28 @@ func TestFingerprint(t *testing.T) {
 		}
 	}
 }
+
+func TestSettled(t *testing.T) {
+	idle := &Stats{Workers: []Worker{
+		{"pid": 1, "goroutines": 30, "idle_workers": 10},
+		{"pid": 2, "goroutines": 25, "idle_workers": 5},
+	}}
+	cases := []struct {
+		name    string
+		workers []Worker
+		want    bool
+	}{
+		{"as idle", []Worker{{"pid": 1, "goroutines": 30, "idle_workers": 10}, {"pid": 2, "goroutines": 25, "idle_workers": 5}}, true},
+		{"more idle call workers only", []Worker{{"pid": 1, "goroutines": 40, "idle_workers": 20}}, true},
+		{"fewer", []Worker{{"pid": 2, "goroutines": 21, "idle_workers": 5}}, true},
+		{"one more in one worker", []Worker{{"pid": 1, "goroutines": 30, "idle_workers": 10}, {"pid": 2, "goroutines": 26, "idle_workers": 5}}, false},
+		{"a worker not in the idle snapshot is not compared", []Worker{{"pid": 3, "goroutines": 99}}, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := settled(idle, &Stats{Workers: c.workers}); got != c.want {
+				t.Fatalf("settled = %v, want %v", got, c.want)
+			}
+		})
+	}
+}
