@@ -477,7 +477,7 @@ func workerChecks(c *checks, w func(string, ...any), evs []event) error {
 	warmed := find(evs, "warmed-up", "")
 	end := find(evs, "phase", "steady-end")
 	w("### Workers of the steady phase\n\n")
-	w("Samples: idle (after a warm-up that opened every runtime in both workers, before the load), after warm-up (%.0f s into the load), peak under load, after the load (idle again, %.0f s later: 5 s, or more while a client's pool still held a connection the load opened, at most 65 s); growth: after the load vs after warm-up.\n\n",
+	w("Samples: idle (after a warm-up that opened every runtime in both workers, before the load), after warm-up (%.0f s into the load), peak under load, after the load (idle again, %.0f s after it: 5 s, longer while a client's pool still held a connection the load opened, at most 65 s); growth: after the load vs after warm-up.\n\n",
 		warmed-find(evs, "phase", "steady"), final.Time-end)
 	w("| worker | in-flight | waiting | buffers allocated / freed | goroutines idle / final | RSS after warm-up / peak under load / after the load | growth |\n|---|---|---|---|---|---|---|\n")
 	for _, f := range final.Workers {
