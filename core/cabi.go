@@ -5,6 +5,7 @@ package core
 #include "rffi.h"
 
 void rffi_register_at_exit(int32_t timeout_ms);
+size_t rffi_release_init_pages(void);
 */
 import "C"
 
@@ -65,6 +66,11 @@ func rffi_init(cfg *C.char, cfgLen C.size_t, errBuf *C.char, errLen C.size_t) *C
 		e = current.Load()
 	} else {
 		C.rffi_register_at_exit(C.int32_t(e.cfg.ShutdownTimeout / time.Millisecond))
+		if !c.KeepInitPages {
+			// Every package initializer has run by now (an exported
+			// function waits for them), so what loading touched can go.
+			e.initPagesReleased.Store(uint64(C.rffi_release_init_pages()))
+		}
 	}
 	return (*C.rffi_shared_t)(e.rings.sharedPtr())
 }
@@ -113,6 +119,12 @@ func parseConfig(m map[string]any) (c Config, err error) {
 			if n == 0 {
 				c.PumpSpinAfterReply = -1 // off; a zero Config field means the default
 			}
+		case "release_init_pages":
+			b, ok := v.(bool)
+			if !ok {
+				return c, fmt.Errorf("configuration: release_init_pages must be a boolean, got %T", v)
+			}
+			c.KeepInitPages = !b
 		case "path":
 			// used by the Lua loader only
 		default:

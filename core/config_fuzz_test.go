@@ -14,7 +14,7 @@ func FuzzParseConfig(f *testing.F) {
 	for _, m := range []map[string]any{
 		{},
 		{"max_in_flight": int64(16384), "max_payload": int64(64 << 20), "socket_dir": "/tmp", "path": "/x/resty_ffi_go.so"},
-		{"max_pending_logs": int64(4096), "pump_spins": int64(1), "pump_spin_us": int64(0), "go_max_procs": int64(2), "shutdown_timeout": int64(5000)},
+		{"max_pending_logs": int64(4096), "pump_spins": int64(1), "pump_spin_us": int64(0), "go_max_procs": int64(2), "shutdown_timeout": int64(5000), "release_init_pages": false},
 		{"max_in_flight": int64(1 << 20), "max_pending_logs": int64(1 << 20), "shutdown_timeout": int64(math.MaxInt32)},
 		{"max_in_flight": int64(-1)},
 		{"max_payload": 1.5},

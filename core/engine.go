@@ -29,6 +29,9 @@ type Config struct {
 	GoMaxProcs         int // GOMAXPROCS for this worker's Go runtime (default 1)
 	// ShutdownTimeout bounds the flush at process exit (default 5 s).
 	ShutdownTimeout time.Duration
+	// KeepInitPages keeps the library's read-only pages that loading
+	// touched mapped (rffi_init releases them by default; initpages.c).
+	KeepInitPages bool
 }
 
 func (c *Config) setDefaults() {
@@ -91,7 +94,10 @@ type Engine struct {
 	logsDropped atomic.Uint64
 	pumpWakeups atomic.Uint64 // times the pump slept and was woken by Lua
 	readSpins   atomic.Uint64 // socket reads that waited spinning (readSpinDeadline)
-	ops         sync.Map      // interned operation names
+	// initPagesReleased is how many bytes of the library's read-only
+	// segments rffi_init released after loading (initpages.c).
+	initPagesReleased atomic.Uint64
+	ops               sync.Map // interned operation names
 }
 
 // NewEngine creates the shared memory and starts the pump goroutine.

@@ -343,6 +343,8 @@ func TestParseConfig(t *testing.T) {
 		{"watch off", map[string]any{"pump_spin_us": int64(0)}, true},
 		{"watch negative", map[string]any{"pump_spin_us": int64(-1)}, false},
 		{"watch too long", map[string]any{"pump_spin_us": int64(2000000)}, false},
+		{"keep init pages", map[string]any{"release_init_pages": false}, true},
+		{"init pages not a boolean", map[string]any{"release_init_pages": int64(1)}, false},
 	}
 	for _, c := range cases {
 		if _, err := parseConfig(c.in); (err == nil) != c.ok {
