@@ -93,4 +93,9 @@ int     rffi_pop_completions(rffi_shared_t *s, rffi_completion_t *out, int max);
  * completions wait, 0 when the ring is empty and the doorbell is armed. */
 int     rffi_done_completions(rffi_shared_t *s);
 
+/* LuaJIT's sampling profiler with Go threads in the process (sigprof.c):
+ * resty.ffi calls these around jit.profile.start. */
+void    rffi_sigprof_before_start(void);
+int     rffi_sigprof_after_start(void);
+
 #endif

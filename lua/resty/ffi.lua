@@ -101,6 +101,8 @@ int     rffi_close(uint64_t handle);
 int     rffi_stats(char **out, size_t *out_len);
 void    rffi_wake(void);
 int     rffi_shutdown(int32_t timeout_ms, char *err, size_t err_len);
+void    rffi_sigprof_before_start(void);
+int     rffi_sigprof_after_start(void);
 void    free(void *p);
 ]]
 
@@ -214,6 +216,25 @@ end
 
 local start_dispatcher
 
+-- LuaJIT's sampling profiler (jit.p) arms a process-wide CPU timer whose
+-- SIGPROF can land on a Go thread, where its handler would run on a
+-- goroutine's stack and kill the worker. Every start of it goes through
+-- the library's guard, which keeps the samples of this thread only
+-- (core/sigprof.c); a profiler already running is guarded at load.
+local function guard_profiler()
+    local ok, profile = pcall(require, "jit.profile")
+    if not ok or type(profile) ~= "table" or type(profile.start) ~= "function" then
+        return
+    end
+    local start = profile.start
+    profile.start = function(...)
+        lib.rffi_sigprof_before_start()
+        start(...)
+        lib.rffi_sigprof_after_start()
+    end
+    lib.rffi_sigprof_after_start()
+end
+
 -- load() loads the Go library in this worker and starts the dispatcher. It
 -- runs on first use; calling it from init_worker_by_lua does it early.
 function _M.load()
@@ -250,6 +271,7 @@ function _M.load()
         return nil, load_err
     end
     lib, shared = loaded, sh
+    guard_profiler()
     ok, err = start_dispatcher()
     if not ok then
         return nil, err
