@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -73,6 +74,28 @@ func rffi_init(cfg *C.char, cfgLen C.size_t, errBuf *C.char, errLen C.size_t) *C
 		}
 	}
 	return (*C.rffi_shared_t)(e.rings.sharedPtr())
+}
+
+// luaOwner is the token of the Lua VM the engine serves (rffi_attach).
+var luaOwner atomic.Uintptr
+
+// rffi_attach ties this process's engine to one Lua VM: the completion
+// ring has one reader, and tickets are numbered per VM. The first VM to
+// attach owns it for good; any other gets an error. A second VM appears
+// with lua_code_cache off (nginx-lua then runs every request in a VM of
+// its own), where completions would reach the wrong VM's dispatcher and
+// calls would hang until their timeout.
+//
+//export rffi_attach
+func rffi_attach(token unsafe.Pointer, errBuf *C.char, errLen C.size_t) C.int {
+	t := uintptr(token)
+	if luaOwner.CompareAndSwap(0, t) || luaOwner.Load() == t {
+		return 0
+	}
+	writeErr(errBuf, errLen, "this worker's Go runtime already serves another Lua VM;"+
+		" lua_code_cache off (a Lua VM per request) is not supported: turn it on"+
+		" and reload nginx to pick up Lua changes")
+	return -1
 }
 
 func parseConfig(m map[string]any) (c Config, err error) {

@@ -93,6 +93,7 @@ int     rffi_done_completions(rffi_shared_t *s);
 void    rffi_wake_pump(rffi_shared_t *s);
 
 rffi_shared_t *rffi_init(const char *cfg, size_t cfg_len, char *err, size_t err_len);
+int     rffi_attach(const void *token, char *err, size_t err_len);
 int     rffi_listen(char *path, size_t path_len, char *err, size_t err_len);
 int64_t rffi_open(const char *name, size_t name_len, const char *opts, size_t opts_len,
                   char *err, size_t err_len);
@@ -145,6 +146,8 @@ local shared         -- rffi_shared_t *, written by the dispatcher
 local load_err       -- why loading failed, so we fail fast afterwards
 local closed = false -- set once the runtime has shut down
 local err_buf = ffi_new("char[?]", 512)
+-- an address unique to this Lua VM, for rffi_attach
+local vm_token = ffi_new("char[1]")
 local completions = ffi_new("rffi_completion_t[?]", BATCH)
 local stats_out = ffi_new("char *[1]")
 local stats_len = ffi_new("size_t[1]")
@@ -157,7 +160,7 @@ local next_ticket = 1
 -- The pump wake-up of an event-loop round: pushes that find the Go pump
 -- asleep post this semaphore once; the waker thread resumes after the
 -- round's handlers (posted events run last) and writes the eventfd once.
-local waker_sema = sema_new(0)
+local waker_sema -- made by load(): a Lua VM that cannot attach makes none
 local wake_posted = false
 
 local function wake_pump_later()
@@ -266,11 +269,12 @@ function _M.load()
     end
     local p, n = encode(setmetatable(go_cfg, codec.map_mt))
     local sh = loaded.rffi_init(p, n, err_buf, 512)
-    if sh == nil then
+    if sh == nil or loaded.rffi_attach(vm_token, err_buf, 512) ~= 0 then
         load_err = go_error("resty.ffi: ")
         return nil, load_err
     end
     lib, shared = loaded, sh
+    waker_sema = sema_new(0)
     guard_profiler()
     ok, err = start_dispatcher()
     if not ok then
