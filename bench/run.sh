@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make bench: runs bench/core/run.sh, then every bench/<module>/run.sh, and
-# writes their Markdown sections into bench/RESULTS.md.
+# writes their Markdown sections into bench/RESULTS.md. BENCH_ONLY=<name>
+# runs one of them and writes bench/.work/RESULTS-<name>.md instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/local/go/bin
@@ -19,7 +20,10 @@ for s in bench/*/run.sh; do
     [ "$s" = bench/core/run.sh ] || suites+=("$s")
 done
 if [ -n "${BENCH_ONLY:-}" ]; then
+    # one section: bench/RESULTS.md keeps the full run it came from
     suites=("bench/$BENCH_ONLY/run.sh")
+    mkdir -p bench/.work
+    out=bench/.work/RESULTS-$BENCH_ONLY.md
 fi
 for s in "${suites[@]}"; do
     echo "bench: running $s" >&2
