@@ -96,7 +96,7 @@ type submission struct {
 // popSubmissions copies the waiting records into out, then advances
 // sq_head, which lets Lua free their C copies.
 func (r *rings) popSubmissions(out []submission) int {
-	head := *u64(&r.s.sq_head) // only the pump writes head
+	head := *u64(&r.s.sq_head) // only the consumer (startSubmissions) writes head
 	tail := atomic.LoadUint64(u64(&r.s.sq_tail))
 	n := 0
 	sq := unsafe.Slice(r.s.sq, r.sqCap)

@@ -94,6 +94,12 @@ type Engine struct {
 	logsDropped atomic.Uint64
 	pumpWakeups atomic.Uint64 // times the pump slept and was woken by Lua
 	readSpins   atomic.Uint64 // socket reads that waited spinning (readSpinDeadline)
+	watchStarts atomic.Uint64 // times a watch started calls in the pump's place
+	// consumeMu makes the pump and a watch take turns on the submission
+	// ring (startSubmissions); poolStopped, under it, is set once the
+	// worker pool is closed.
+	consumeMu   sync.Mutex
+	poolStopped bool
 	// initPagesReleased is how many bytes of the library's read-only
 	// segments rffi_init released after loading (initpages.c).
 	initPagesReleased atomic.Uint64
@@ -187,12 +193,7 @@ func (e *Engine) pump() {
 	batch := make([]submission, 256)
 	var wakeBuf [8]byte
 	for {
-		n := e.rings.popSubmissions(batch)
-		for i := 0; i < n; i++ {
-			e.start(&batch[i])
-			batch[i] = submission{}
-		}
-		if n > 0 {
+		if e.startSubmissions(batch) > 0 {
 			continue
 		}
 		if e.ctx.Err() != nil {
@@ -220,6 +221,26 @@ func (e *Engine) pump() {
 	}
 }
 
+// startSubmissions takes the waiting records off the ring and starts
+// them, in ring order. The pump does, and so does a watch that holds the
+// pump's flag (watchForNextCall): the mutex keeps them one at a time, so
+// the ring keeps a single consumer and the records their order (a cancel
+// after its call). After Shutdown has stopped the worker pool it starts
+// nothing.
+func (e *Engine) startSubmissions(batch []submission) int {
+	e.consumeMu.Lock()
+	defer e.consumeMu.Unlock()
+	if e.poolStopped {
+		return 0
+	}
+	n := e.rings.popSubmissions(batch)
+	for i := 0; i < n; i++ {
+		e.start(&batch[i])
+		batch[i] = submission{}
+	}
+	return n
+}
+
 // watchForNextCall keeps the goroutine that has just published a reply on
 // the submission ring for a moment, in the pump's place, and wakes the
 // pump if a record comes. A request that calls in a loop submits its next
@@ -242,7 +263,17 @@ func (e *Engine) watchForNextCall() {
 		}
 		if !e.rings.sqEmpty() {
 			if owner {
-				e.writeEventfd()
+				// The pump sleeps, and nobody wakes it while we hold its
+				// flag: start the call here rather than pay the eventfd
+				// write, the pump thread's wake-up and its read.
+				var batch [8]submission
+				for e.startSubmissions(batch[:]) == len(batch) {
+				}
+				e.watchStarts.Add(1)
+				e.rings.setParked(1)
+				if !e.rings.sqEmpty() && e.rings.casParked(1, 0) {
+					e.writeEventfd()
+				}
 			}
 			return
 		}
@@ -462,7 +493,10 @@ func (e *Engine) Shutdown(timeout time.Duration) error {
 	case <-time.After(100 * time.Millisecond):
 	}
 	<-e.pumpEnd
+	e.consumeMu.Lock()
+	e.poolStopped = true
 	e.workers.stop()
+	e.consumeMu.Unlock()
 	e.bell.close()
 	if ctx.Err() != nil {
 		errs = append(errs, errors.New("deadline passed while closing runtimes"))

@@ -382,6 +382,8 @@ func TestWatchAfterReply(t *testing.T) {
 		window  time.Duration
 		maxWake int // pushes of 20 that may wake the pump themselves
 		minWake int
+		// calls of 20 the watch must start itself, in the pump's place
+		minWatchStarts uint64
 	}{
 		// a window far beyond this loop's pace: after the first call the
 		// replying goroutine catches the next pushes. A push can still
@@ -389,9 +391,9 @@ func TestWatchAfterReply(t *testing.T) {
 		// just after a reply, before the watch takes its flag; the reply
 		// popped before the watch starts), which a loaded machine hits
 		// now and then: CI saw 2 of 20 once.
-		{"watching", 200 * time.Millisecond, 3, 0},
+		{"watching", 200 * time.Millisecond, 3, 0, 15},
 		// off: the pump parks after each call and every push wakes it
-		{"off", -1, 20, 10},
+		{"off", -1, 20, 10, 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -405,6 +407,9 @@ func TestWatchAfterReply(t *testing.T) {
 			wakes := sequentialLuaWakes(t, e, h, 1, 20)
 			if wakes > c.maxWake || wakes < c.minWake {
 				t.Fatalf("%d of 20 pushes woke the pump, want %d to %d", wakes, c.minWake, c.maxWake)
+			}
+			if n := e.watchStarts.Load(); n < c.minWatchStarts || (c.window < 0 && n != 0) {
+				t.Fatalf("the watch started %d of 20 calls, want at least %d (0 when off)", n, c.minWatchStarts)
 			}
 			// once the window has passed, the pump is parked again and a
 			// push wakes it as usual: nothing is left on the ring

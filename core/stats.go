@@ -46,6 +46,7 @@ func (e *Engine) Stats() map[string]any {
 		"doorbell_rings":      e.bell.rings.Load(),
 		"pump_wakeups":        e.pumpWakeups.Load(),
 		"read_spins":          e.readSpins.Load(),
+		"watch_starts":        e.watchStarts.Load(),
 		"init_pages_released": e.initPagesReleased.Load(),
 	}
 }

@@ -8,7 +8,8 @@ import "sync/atomic"
 // library, encoding do), for a stack copy; on the echo benchmark those
 // were a quarter of the Go side's time. A worker keeps its grown stack.
 //
-// Only the pump hands out tasks. When no worker waits, the task gets a
+// Only the ring's consumer hands out tasks (the pump, or a watch in its
+// place: Engine.startSubmissions). When no worker waits, the task gets a
 // new goroutine, which joins the pool when its call is done, so blocking
 // calls never wait for a worker. Workers beyond maxIdle exit instead of
 // waiting, so a burst of slow calls does not leave thousands behind.
@@ -47,8 +48,8 @@ func (p *workerPool) work(t *task) {
 	}
 }
 
-// stop ends the idle workers; called once the pump, the only sender, has
-// returned.
+// stop ends the idle workers; called once the pump has returned, under
+// the consumer's mutex, so no watch sends after it.
 func (p *workerPool) stop() { close(p.tasks) }
 
 // idleWorkers is reported in stats: goroutines that wait for a call.
