@@ -94,7 +94,7 @@ type Engine struct {
 	logsDropped atomic.Uint64
 	pumpWakeups atomic.Uint64 // times the pump slept and was woken by Lua
 	readSpins   atomic.Uint64 // socket reads that waited spinning (readSpinDeadline)
-	watchStarts atomic.Uint64 // times a watch started calls in the pump's place
+	watchStarts atomic.Uint64 // records a watch started in the pump's place
 	// consumeMu makes the pump and a watch take turns on the submission
 	// ring (startSubmissions); poolStopped, under it, is set once the
 	// worker pool is closed.
@@ -242,15 +242,17 @@ func (e *Engine) startSubmissions(batch []submission) int {
 }
 
 // watchForNextCall keeps the goroutine that has just published a reply on
-// the submission ring for a moment, in the pump's place, and wakes the
-// pump if a record comes. A request that calls in a loop submits its next
-// call as soon as it has the reply; caught here, that call needs neither
-// Lua's eventfd write nor the pump thread's wake-up, and on a VM a
-// thread's wake-up costs tens of microseconds. The caller is the only call
-// running: yielding to itself, it keeps the netpoller from noticing other
-// calls' sockets.
+// the submission ring for a moment, in the pump's place, and starts the
+// next call itself if one comes. A request that calls in a loop submits
+// its next call as soon as it has the reply; caught here, that call needs
+// neither Lua's eventfd write nor the pump thread's wake-up and eventfd
+// read, and on a VM a thread's wake-up costs tens of microseconds. The
+// caller is the only call running: yielding to itself, it keeps the
+// netpoller from noticing other calls' sockets.
 //
-// Like the pump, it owns the wake-up while pump_parked is 0: whoever swaps
+// While it holds pump_parked at 0 (swapped from 1, as Lua would) the pump
+// sleeps and nobody else wakes it, so the watch may consume the ring. It
+// then hands the flag back: the pump is still asleep, and whoever swaps
 // the flag from 1 to 0 (Lua in rffi_push, or this) writes the eventfd.
 func (e *Engine) watchForNextCall() {
 	owner := false // pump_parked swapped from 1 to 0 by us
@@ -262,20 +264,18 @@ func (e *Engine) watchForNextCall() {
 			owner = true
 		}
 		if !e.rings.sqEmpty() {
-			if owner {
-				// The pump sleeps, and nobody wakes it while we hold its
-				// flag: start the call here rather than pay the eventfd
-				// write, the pump thread's wake-up and its read.
-				var batch [8]submission
-				for e.startSubmissions(batch[:]) == len(batch) {
-				}
-				e.watchStarts.Add(1)
-				e.rings.setParked(1)
-				if !e.rings.sqEmpty() && e.rings.casParked(1, 0) {
-					e.writeEventfd()
+			if !owner {
+				return // the pump is awake and takes it
+			}
+			var batch [8]submission
+			for {
+				n := e.startSubmissions(batch[:])
+				e.watchStarts.Add(uint64(n))
+				if n < len(batch) {
+					break
 				}
 			}
-			return
+			break
 		}
 		spinYield()
 	}

@@ -128,7 +128,7 @@ func (s *rawSocket) read(b []byte) (int, error) {
 						spinUntil = readSpinDeadline()
 					}
 				}
-				if time.Now().Before(spinUntil) {
+				if !spinUntil.IsZero() && time.Now().Before(spinUntil) {
 					spinYield()
 					continue
 				}
