@@ -18,11 +18,15 @@ import (
 // connect (SO_PEERCRED), and the socket file and its private directory are
 // removed as soon as that connection is accepted, so nothing is left on
 // disk and nobody else can connect afterwards.
+//
+// The accepted connection is kept as a bare descriptor, outside Go's
+// netpoller: Go only ever writes to it, and a registered socket would wake
+// the netpoller's thread each time the dispatcher's read frees buffer
+// space (an edge-triggered "writable" event nobody waits for).
 type doorbell struct {
-	mu   sync.Mutex
-	conn *net.UnixConn
-	raw  int // fd of conn, -1 while nobody is connected
-	log  func(level int, msg string)
+	mu  sync.Mutex
+	raw int // the connection's descriptor, -1 while nobody is connected
+	log func(level int, msg string)
 	// pending is a listener not yet connected to; closing it at shutdown
 	// removes its directory.
 	pending *net.UnixListener
@@ -76,18 +80,20 @@ func (d *doorbell) accept(ln *net.UnixListener, priv string) {
 			}
 			return
 		}
-		pid, fd, err := peerPID(conn)
+		pid, fd, err := takePeer(conn)
 		if err != nil || pid != os.Getpid() {
 			d.log(LevelWarn, fmt.Sprintf("doorbell: refused a connection from pid %d (this worker is %d)", pid, os.Getpid()))
-			conn.Close()
+			if fd >= 0 {
+				unix.Close(fd)
+			}
 			continue
 		}
 		// Unlink before anyone else can find the path: the accepted
 		// connection lives on without it.
 		os.RemoveAll(priv)
 		d.mu.Lock()
-		old := d.conn
-		d.conn, d.raw = conn, fd
+		old := d.raw
+		d.raw = fd
 		if d.pending == ln {
 			d.pending = nil
 		}
@@ -96,28 +102,42 @@ func (d *doorbell) accept(ln *net.UnixListener, priv string) {
 			d.write(fd)
 		}
 		d.mu.Unlock()
-		if old != nil {
-			old.Close()
+		if old >= 0 {
+			unix.Close(old)
 		}
 		return
 	}
 }
 
-func peerPID(conn *net.UnixConn) (pid, fd int, err error) {
+// takePeer returns the pid of conn's peer and a non-blocking duplicate of
+// its descriptor, and closes conn: closing takes the socket out of Go's
+// netpoller, the duplicate keeps it open. fd is -1 when err is set.
+func takePeer(conn *net.UnixConn) (pid, fd int, err error) {
+	defer conn.Close()
 	rc, err := conn.SyscallConn()
 	if err != nil {
 		return 0, -1, err
 	}
 	var cred *unix.Ucred
-	var credErr error
-	err = rc.Control(func(f uintptr) {
-		fd = int(f)
-		cred, credErr = unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
+	fd = -1
+	ctlErr := rc.Control(func(f uintptr) {
+		cred, err = unix.GetsockoptUcred(int(f), unix.SOL_SOCKET, unix.SO_PEERCRED)
+		if err == nil {
+			fd, err = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0)
+		}
 	})
+	if ctlErr != nil {
+		err = ctlErr
+	}
 	if err == nil {
-		err = credErr
+		// the file status flags are shared with conn's descriptor, which
+		// Go made non-blocking; set them anyway, the writes rely on it
+		err = unix.SetNonblock(fd, true)
 	}
 	if err != nil {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
 		return 0, -1, err
 	}
 	return int(cred.Pid), fd, nil
@@ -159,9 +179,9 @@ func (d *doorbell) close() {
 		d.pending.Close()
 		d.pending = nil
 	}
-	if d.conn != nil {
-		d.conn.Close()
-		d.conn, d.raw = nil, -1
+	if d.raw >= 0 {
+		unix.Close(d.raw)
+		d.raw = -1
 	}
 	d.mu.Unlock()
 }
