@@ -219,15 +219,21 @@ func (r *rings) casParked(old, new int32) bool {
 	return atomic.CompareAndSwapInt32(i32(&r.s.pump_parked), old, new)
 }
 
-// Result buffers are reused once Lua is done with them.
+// Result buffers are reused once Lua is done with them. The pool holds
+// pointers, which go back into it without an allocation.
 var bufferPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
-func getBuffer() []byte { return (*bufferPool.Get().(*[]byte))[:0] }
+// getBuffer returns an empty buffer and the pool entry to give back with it.
+func getBuffer() (*[]byte, []byte) {
+	bp := bufferPool.Get().(*[]byte)
+	return bp, (*bp)[:0]
+}
 
-func putBuffer(b []byte) {
+// putBuffer returns b, grown or not, to the pool through its entry bp.
+func putBuffer(bp *[]byte, b []byte) {
 	if cap(b) > 0 && cap(b) <= 64<<10 {
-		b = b[:0]
-		bufferPool.Put(&b)
+		*bp = b[:0]
+		bufferPool.Put(bp)
 	}
 }
 

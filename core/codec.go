@@ -57,13 +57,32 @@ func DecodeArgs(b []byte) ([]any, error) {
 	if len(b) == 0 {
 		return nil, nil
 	}
-	v, err := Decode(b)
+	// The array is decoded here rather than by Decode, which would box
+	// the slice into an interface: one allocation less on every call.
+	d := decoder{buf: b, pos: 1}
+	var n uint64
+	var err error
+	switch t := b[0]; {
+	case t >= 0x90 && t <= 0x9f:
+		n = uint64(t & 0x0f)
+	case t == 0xdc || t == 0xdd:
+		n, err = d.uint(2 << (t - 0xdc))
+	default:
+		v, err := Decode(b)
+		if err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: argument frame is %T, not an array", ErrCodec, v)
+	}
+	var args []any
+	if err == nil {
+		args, err = d.arrayOf(int(min(n, math.MaxInt32+1)), 0)
+	}
 	if err != nil {
 		return nil, err
 	}
-	args, ok := v.([]any)
-	if !ok {
-		return nil, fmt.Errorf("%w: argument frame is %T, not an array", ErrCodec, v)
+	if d.pos != len(b) {
+		return nil, fmt.Errorf("%w: %d trailing bytes", ErrCodec, len(b)-d.pos)
 	}
 	return args, nil
 }
@@ -214,6 +233,14 @@ func (d *decoder) checkCount(n, perElem int) error {
 }
 
 func (d *decoder) array(n, depth int) (any, error) {
+	a, err := d.arrayOf(n, depth)
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func (d *decoder) arrayOf(n, depth int) ([]any, error) {
 	if err := d.checkCount(n, 1); err != nil {
 		return nil, err
 	}

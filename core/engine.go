@@ -172,7 +172,17 @@ func (e *Engine) Open(name string, optsFrame []byte) (h Handle, err error) {
 	if err != nil {
 		return 0, err
 	}
-	return e.handles.add(&entry{obj: obj, stats: e.runtimeStats(name), root: true}), nil
+	return e.handles.add(e.newEntry(obj, e.runtimeStats(name), true)), nil
+}
+
+// newEntry makes the handle table's entry for obj. Objects its calls
+// return become entries counted in the same stats.
+func (e *Engine) newEntry(obj Object, st *RuntimeStats, root bool) *entry {
+	ent := &entry{obj: obj, stats: st, root: root}
+	ent.register = func(o Object) (Handle, error) {
+		return e.handles.add(e.newEntry(o, st, false)), nil
+	}
+	return ent
 }
 
 func (e *Engine) intern(op []byte) string {
@@ -365,21 +375,26 @@ func (e *Engine) start(s *submission) {
 		e.finish(s.ticket, noReply, StatusError, errorFrame(errClosed))
 		return
 	}
-	var ctx context.Context
-	var cancel context.CancelFunc
+	t := &task{
+		engine: e, entry: ent, ticket: s.ticket,
+		op: e.intern(data[:s.opLen]), args: data[s.opLen:], noReply: noReply,
+	}
 	// A waited-for call is canceled by Lua when its wait times out (an
 	// RFFI_CANCEL record), so only fire-and-forget calls need a Go timer.
 	if noReply && s.timeout > 0 {
-		ctx, cancel = context.WithTimeout(e.ctx, time.Duration(s.timeout)*time.Millisecond)
+		t.ctx, t.cancel = context.WithTimeout(e.ctx, time.Duration(s.timeout)*time.Millisecond)
 	} else {
 		// Not derived from e.ctx: a child of a cancelable parent is also
 		// entered in the parent's set under its lock, on every call.
 		// Shutdown cancels waited-for calls through e.cancels instead.
-		ctx, cancel = context.WithCancel(context.Background())
+		t.ctx, t.cancel = context.WithCancel(context.Background())
 		if s.timeout > 0 {
-			ctx = WithDeadlineOnly(ctx, time.Now().Add(time.Duration(s.timeout)*time.Millisecond))
+			// WithDeadlineOnly's value, kept in the task: no allocation
+			t.deadline = deadlineCtx{Context: t.ctx, deadline: time.Now().Add(time.Duration(s.timeout) * time.Millisecond)}
+			t.ctx = &t.deadline
 		}
 	}
+	cancel := t.cancel
 	if !noReply {
 		e.cancelMu.Lock()
 		e.cancels[s.ticket] = cancel
@@ -387,10 +402,6 @@ func (e *Engine) start(s *submission) {
 		if e.closing.Load() {
 			cancel() // Shutdown's pass over e.cancels may have run already
 		}
-	}
-	t := &task{
-		engine: e, entry: ent, ticket: s.ticket, ctx: ctx, cancel: cancel,
-		op: e.intern(data[:s.opLen]), args: data[s.opLen:], noReply: noReply,
 	}
 	ent.stats.Submitted.Add(1)
 	ent.stats.InFlight.Add(1)
@@ -519,14 +530,16 @@ func (e *Engine) kickPump() {
 
 // task is one submitted call.
 type task struct {
-	engine  *Engine
-	entry   *entry
-	ticket  uint64
-	ctx     context.Context
-	cancel  context.CancelFunc
-	op      string
-	args    []byte // the encoded argument frame
-	noReply bool
+	engine *Engine
+	entry  *entry
+	ticket uint64
+	ctx    context.Context
+	cancel context.CancelFunc
+	// deadline is ctx when the call has a timeout (see start)
+	deadline deadlineCtx
+	op       string
+	args     []byte // the encoded argument frame
+	noReply  bool
 }
 
 var encoderPool = sync.Pool{New: func() any { return &Encoder{} }}
@@ -577,10 +590,8 @@ func (t *task) run() {
 		return
 	}
 	enc := encoderPool.Get().(*Encoder)
-	enc.Buf = getBuffer()
-	enc.Register = func(o Object) (Handle, error) {
-		return e.handles.add(&entry{obj: o, stats: st}), nil
-	}
+	bp, buf := getBuffer()
+	enc.Buf, enc.Register = buf, t.entry.register
 	status := int32(StatusOK)
 	if err == nil {
 		if encErr := enc.Encode(res); encErr != nil {
@@ -597,7 +608,7 @@ func (t *task) run() {
 	}
 	st.BytesOut.Add(uint64(len(enc.Buf)))
 	e.finish(t.ticket, false, status, enc.Buf)
-	putBuffer(enc.Buf)
+	putBuffer(bp, enc.Buf)
 	enc.Buf, enc.Register = nil, nil
 	encoderPool.Put(enc)
 	// Only for a lone call: under concurrency the pump is kept awake

@@ -55,9 +55,10 @@ func (e *Engine) Log(level int, msg string) {
 			time.Now().Format("2006/01/02 15:04:05"), name, os.Getpid(), os.Getpid(), msg)
 		return
 	}
-	buf := append(getBuffer(), msg...)
+	bp, buf := getBuffer()
+	buf = append(buf, msg...)
 	accepted, ring := e.rings.pushCompletion(0, StatusLog, int32(level), buf)
-	putBuffer(buf)
+	putBuffer(bp, buf)
 	if !accepted {
 		e.logsDropped.Add(1)
 		return

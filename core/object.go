@@ -108,6 +108,9 @@ type entry struct {
 	// owned objects (streams, transactions) are closed with their parent
 	// runtime at shutdown; root runtimes are closed last.
 	root bool
+	// register turns an object found in this entry's results into a
+	// handle (Encoder.Register); made once, not per call.
+	register func(Object) (Handle, error)
 }
 
 // handleTable maps handles given to Lua to Go objects.
