@@ -197,3 +197,27 @@ true
 9007199254740993LL big
 --- no_error_log
 [error]
+
+
+
+=== TEST 9: open without options and with an empty table give one runtime, either order first
+--- config
+    location = /t {
+        content_by_lua_block {
+            local rffi = require "resty.ffi"
+            local first = assert(rffi.open("echo", {}))
+            ngx.say(rawequal(first, assert(rffi.open("echo"))))
+            ngx.say(rawequal(assert(rffi.open("echo")), assert(rffi.open("echo", {}))))
+            ngx.say(rawequal(assert(rffi.open("echo")), assert(rffi.open("echo", { name = "other" }))))
+            ngx.say(rffi.open("echo"):call("echo", "still served"))
+        }
+    }
+--- request
+GET /t
+--- response_body
+true
+true
+false
+still served
+--- no_error_log
+[error]
