@@ -121,11 +121,22 @@ median() {
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0) ? a / b : 0}'; }
 
+# round_ratios A B: the ratio of variant A to variant B in each round, as
+# measured side by side ("0.71 0.78 ..."), from bench_variants' rounds.
+round_ratios() {
+    local -a a b
+    read -r -a a <<<"${BENCH_ROUNDS_RPS[$1]}"
+    read -r -a b <<<"${BENCH_ROUNDS_RPS[$2]}"
+    local i out=""
+    for i in "${!a[@]}"; do out+="$(ratio "${a[$i]}" "${b[$i]}") "; done
+    echo "${out% }"
+}
+
 # bench_variants NAME=URL ...: runs the rounds, sets RPS_<NAME> and P99_<NAME>
 # to the medians.
 bench_variants() {
     local spec name url
-    declare -gA BENCH_RPS BENCH_P99
+    declare -gA BENCH_RPS BENCH_P99 BENCH_ROUNDS_RPS
     declare -A rps_all p99_all
     for spec in "$@"; do
         url=${spec#*=}
@@ -147,5 +158,6 @@ bench_variants() {
         BENCH_RPS[$name]=$(median ${rps_all[$name]})
         # shellcheck disable=SC2086
         BENCH_P99[$name]=$(median ${p99_all[$name]})
+        BENCH_ROUNDS_RPS[$name]=${rps_all[$name]% }
     done
 }

@@ -109,8 +109,8 @@ median of $BENCH_ROUNDS rounds after a ${BENCH_WARMUP} s warm-up. Response: the 
 | (b) echo through Go (\`resty.ffi\`, goroutine per call) | ${BENCH_RPS[echo]} | ${BENCH_P99[echo]} |
 | (c) \`proxy_pass\` to a Go HTTP sidecar (unix socket, keepalive) | ${BENCH_RPS[sidecar]} | ${BENCH_P99[sidecar]} |
 
-- b/a = **$(ratio "${BENCH_RPS[echo]}" "${BENCH_RPS[plain]}")** (target >= 0.75)
-- b/c = **$(ratio "${BENCH_RPS[echo]}" "${BENCH_RPS[sidecar]}")** (target >= 2.0)
+- b/a = **$(ratio "${BENCH_RPS[echo]}" "${BENCH_RPS[plain]}")** (target >= 0.75); round by round: $(round_ratios echo plain)
+- b/c = **$(ratio "${BENCH_RPS[echo]}" "${BENCH_RPS[sidecar]}")** (target >= 2.0); round by round: $(round_ratios echo sidecar)
 
 Memory of the worker (VmRSS), echo calls from 50 light threads:
 
