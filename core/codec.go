@@ -43,11 +43,11 @@ var ErrCodec = errors.New("codec")
 func Decode(b []byte) (any, error) {
 	d := decoder{buf: b}
 	v, err := d.value(0)
+	if err == nil {
+		err = d.end()
+	}
 	if err != nil {
 		return nil, err
-	}
-	if d.pos != len(b) {
-		return nil, fmt.Errorf("%w: %d trailing bytes", ErrCodec, len(b)-d.pos)
 	}
 	return v, nil
 }
@@ -60,14 +60,8 @@ func DecodeArgs(b []byte) ([]any, error) {
 	// The array is decoded here rather than by Decode, which would box
 	// the slice into an interface: one allocation less on every call.
 	d := decoder{buf: b, pos: 1}
-	var n uint64
-	var err error
-	switch t := b[0]; {
-	case t >= 0x90 && t <= 0x9f:
-		n = uint64(t & 0x0f)
-	case t == 0xdc || t == 0xdd:
-		n, err = d.uint(2 << (t - 0xdc))
-	default:
+	n, isArray, err := d.arrayLen(b[0])
+	if !isArray {
 		v, err := Decode(b)
 		if err != nil {
 			return nil, err
@@ -76,13 +70,13 @@ func DecodeArgs(b []byte) ([]any, error) {
 	}
 	var args []any
 	if err == nil {
-		args, err = d.arrayOf(int(min(n, math.MaxInt32+1)), 0)
+		args, err = d.arrayOf(n, 0)
+	}
+	if err == nil {
+		err = d.end()
 	}
 	if err != nil {
 		return nil, err
-	}
-	if d.pos != len(b) {
-		return nil, fmt.Errorf("%w: %d trailing bytes", ErrCodec, len(b)-d.pos)
 	}
 	return args, nil
 }
@@ -90,6 +84,27 @@ func DecodeArgs(b []byte) ([]any, error) {
 type decoder struct {
 	buf []byte
 	pos int
+}
+
+// end reports bytes left after the value that should span the frame.
+func (d *decoder) end() error {
+	if d.pos != len(d.buf) {
+		return fmt.Errorf("%w: %d trailing bytes", ErrCodec, len(d.buf)-d.pos)
+	}
+	return nil
+}
+
+// arrayLen reads the element count of an array whose type byte t was just
+// taken; isArray is false when t is not an array's.
+func (d *decoder) arrayLen(t byte) (n int, isArray bool, err error) {
+	switch {
+	case t >= 0x90 && t <= 0x9f:
+		return int(t & 0x0f), true, nil
+	case t == 0xdc || t == 0xdd:
+		u, err := d.uint(2 << (t - 0xdc))
+		return int(min(u, math.MaxInt32+1)), true, err
+	}
+	return 0, false, nil
 }
 
 func (d *decoder) take(n int) ([]byte, error) {
@@ -127,6 +142,12 @@ func (d *decoder) value(depth int) (any, error) {
 		return nil, err
 	}
 	t := tb[0]
+	if n, isArray, err := d.arrayLen(t); isArray {
+		if err != nil {
+			return nil, err
+		}
+		return d.array(n, depth)
+	}
 	switch {
 	case t <= 0x7f:
 		return int64(t), nil
@@ -134,8 +155,6 @@ func (d *decoder) value(depth int) (any, error) {
 		return int64(int8(t)), nil
 	case t >= 0xa0 && t <= 0xbf:
 		return d.str(int(t & 0x1f))
-	case t >= 0x90 && t <= 0x9f:
-		return d.array(int(t&0x0f), depth)
 	case t >= 0x80 && t <= 0x8f:
 		return d.dict(int(t&0x0f), depth)
 	}
@@ -199,12 +218,6 @@ func (d *decoder) value(depth int) (any, error) {
 			return nil, err
 		}
 		return d.str(int(min(n, math.MaxInt32+1)))
-	case 0xdc, 0xdd:
-		n, err := d.uint(2 << (t - 0xdc))
-		if err != nil {
-			return nil, err
-		}
-		return d.array(int(min(n, math.MaxInt32+1)), depth)
 	case 0xde, 0xdf:
 		n, err := d.uint(2 << (t - 0xde))
 		if err != nil {

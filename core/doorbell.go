@@ -109,9 +109,11 @@ func (d *doorbell) accept(ln *net.UnixListener, priv string) {
 	}
 }
 
-// takePeer returns the pid of conn's peer and a non-blocking duplicate of
-// its descriptor, and closes conn: closing takes the socket out of Go's
-// netpoller, the duplicate keeps it open. fd is -1 when err is set.
+// takePeer returns the pid of conn's peer and a duplicate of its
+// descriptor, and closes conn: closing takes the socket out of Go's
+// netpoller, the duplicate keeps it open. The duplicate shares the file
+// status flags, so it stays non-blocking, as Go made it and ring needs.
+// fd is -1 when err is set.
 func takePeer(conn *net.UnixConn) (pid, fd int, err error) {
 	defer conn.Close()
 	rc, err := conn.SyscallConn()
@@ -128,11 +130,6 @@ func takePeer(conn *net.UnixConn) (pid, fd int, err error) {
 	})
 	if ctlErr != nil {
 		err = ctlErr
-	}
-	if err == nil {
-		// the file status flags are shared with conn's descriptor, which
-		// Go made non-blocking; set them anyway, the writes rely on it
-		err = unix.SetNonblock(fd, true)
 	}
 	if err != nil {
 		if fd >= 0 {

@@ -394,13 +394,12 @@ func (e *Engine) start(s *submission) {
 			t.ctx = &t.deadline
 		}
 	}
-	cancel := t.cancel
 	if !noReply {
 		e.cancelMu.Lock()
-		e.cancels[s.ticket] = cancel
+		e.cancels[s.ticket] = t.cancel
 		e.cancelMu.Unlock()
 		if e.closing.Load() {
-			cancel() // Shutdown's pass over e.cancels may have run already
+			t.cancel() // Shutdown's pass over e.cancels may have run already
 		}
 	}
 	ent.stats.Submitted.Add(1)
