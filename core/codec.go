@@ -11,10 +11,18 @@ import (
 	"time"
 )
 
-// The codec is MessagePack with two extension types of our own:
+// The codec is MessagePack with three extension types of our own:
 //
-//	ext 0, length 0: Null   (Lua ngx.null; a plain msgpack nil is Lua nil)
-//	ext 1, length 8: Handle (a big-endian uint64 naming a Go object)
+//	ext 0, length 0: Null    (Lua ngx.null; a plain msgpack nil is Lua nil)
+//	ext 1, length 8: Handle  (a big-endian uint64 naming a Go object)
+//	ext 2:           Records (an array of maps that share their keys)
+//
+// A Records payload is two MessagePack arrays: the n keys (strings), then
+// the cells of every record, n per record, one record after another. It is
+// how tabular results (SQL rows) travel: each key is decoded once per
+// result instead of once per row, which is most of what decoding a map of
+// short values costs in Lua. Lua and Go both decode it as an array of maps;
+// only Go writes it (Encoder.BeginRecords).
 //
 // Decoding produces: nil, Null, bool, int64, uint64 (only above MaxInt64),
 // float64, string (msgpack str), []byte (msgpack bin), []any,
@@ -30,8 +38,9 @@ type Handle uint64
 type Raw []byte
 
 const (
-	extNull   = 0
-	extHandle = 1
+	extNull    = 0
+	extHandle  = 1
+	extRecords = 2
 	// maxDepth bounds nesting so a hostile frame cannot exhaust the stack.
 	maxDepth = 200
 )
@@ -180,9 +189,9 @@ func (d *decoder) value(depth int) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return d.ext(int(min(n, math.MaxInt32+1)))
+		return d.ext(int(min(n, math.MaxInt32+1)), depth)
 	case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8:
-		return d.ext(1 << (t - 0xd4))
+		return d.ext(1<<(t-0xd4), depth)
 	case 0xca:
 		u, err := d.uint(4)
 		return float64(math.Float32frombits(uint32(u))), err
@@ -312,7 +321,7 @@ func isHashable(k any) bool {
 	return false
 }
 
-func (d *decoder) ext(n int) (any, error) {
+func (d *decoder) ext(n, depth int) (any, error) {
 	tb, err := d.take(1)
 	if err != nil {
 		return nil, err
@@ -326,8 +335,63 @@ func (d *decoder) ext(n int) (any, error) {
 		return Null{}, nil
 	case int8(tb[0]) == extHandle && n == 8:
 		return Handle(binary.BigEndian.Uint64(body)), nil
+	case int8(tb[0]) == extRecords:
+		return records(body, depth)
 	}
 	return nil, fmt.Errorf("%w: unsupported extension type %d (length %d)", ErrCodec, int8(tb[0]), n)
+}
+
+// records decodes a Records payload into a []any of map[string]any.
+func records(body []byte, depth int) (any, error) {
+	d := decoder{buf: body}
+	keys, err := d.recordsArray(depth)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(keys))
+	for i, k := range keys {
+		s, ok := k.(string)
+		if !ok {
+			return nil, fmt.Errorf("%w: records key of type %T", ErrCodec, k)
+		}
+		names[i] = s
+	}
+	cells, err := d.recordsArray(depth)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.end(); err != nil {
+		return nil, err
+	}
+	if len(names) == 0 && len(cells) > 0 || len(names) > 0 && len(cells)%len(names) != 0 {
+		return nil, fmt.Errorf("%w: %d records cells for %d keys", ErrCodec, len(cells), len(names))
+	}
+	rows := make([]any, 0, len(cells)/max(len(names), 1))
+	for len(cells) > 0 {
+		row := make(map[string]any, len(names))
+		for i, name := range names {
+			row[name] = cells[i]
+		}
+		rows = append(rows, row)
+		cells = cells[len(names):]
+	}
+	return rows, nil
+}
+
+// recordsArray reads one of the two arrays of a Records payload.
+func (d *decoder) recordsArray(depth int) ([]any, error) {
+	tb, err := d.take(1)
+	if err != nil {
+		return nil, err
+	}
+	n, isArray, err := d.arrayLen(tb[0])
+	if err != nil {
+		return nil, err
+	}
+	if !isArray {
+		return nil, fmt.Errorf("%w: records payload without its arrays", ErrCodec)
+	}
+	return d.arrayOf(n, depth)
 }
 
 // Encoder appends MessagePack to Buf. The zero value is ready to use.
@@ -382,6 +446,39 @@ func (e *Encoder) ArrayHeader(n int) { e.head(0x90, n, 0, 0xdc, 0xdd, 15) }
 
 // MapHeader appends the header of a map of n pairs.
 func (e *Encoder) MapHeader(n int) { e.head(0x80, n, 0, 0xde, 0xdf, 15) }
+
+// Records marks an open Records value (see the package comment); the
+// caller appends len(keys) cells per record, then calls End.
+type Records struct {
+	e              *Encoder
+	start, cellsAt int
+	keys, nrecords int
+}
+
+// BeginRecords appends the head of a Records value with these keys, each
+// already encoded as a msgpack str (so callers can keep them across
+// results).
+func (e *Encoder) BeginRecords(keys [][]byte) Records {
+	r := Records{e: e, start: len(e.Buf), keys: len(keys)}
+	e.Buf = append(e.Buf, 0xc9, 0, 0, 0, 0, extRecords)
+	e.ArrayHeader(len(keys))
+	for _, k := range keys {
+		e.Buf = append(e.Buf, k...)
+	}
+	r.cellsAt = len(e.Buf)
+	e.Buf = append(e.Buf, 0xdd, 0, 0, 0, 0)
+	return r
+}
+
+// Next counts one more record, whose cells the caller appends next.
+func (r *Records) Next() { r.nrecords++ }
+
+// End writes the lengths into the head.
+func (r *Records) End() {
+	b := r.e.Buf
+	binary.BigEndian.PutUint32(b[r.cellsAt+1:], uint32(r.nrecords*r.keys))
+	binary.BigEndian.PutUint32(b[r.start+1:], uint32(len(b)-r.start-6))
+}
 
 // maxExact is 2^53: integers up to it are exact Lua numbers.
 const maxExact = 1 << 53

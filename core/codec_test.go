@@ -90,11 +90,65 @@ func TestDecodeRejectsMalformedFrames(t *testing.T) {
 		{"trailing bytes", []byte{0x01, 0x02}},
 		{"nested too deep", bytes.Repeat([]byte{0x91}, maxDepth+5)},
 		{"map key is an array", []byte{0x81, 0x90, 0x01}},
+		{"records key not a string", []byte{0xc7, 4, extRecords, 0x91, 0x01, 0x91, 0x02}},
+		{"records cells not a multiple of the keys", []byte{0xc7, 8, extRecords, 0x92, 0xa1, 'a', 0xa1, 'b', 0x93, 1, 2, 3}},
+		{"records cells without keys", []byte{0xc7, 3, extRecords, 0x90, 0x91, 0x01}},
+		{"records payload longer than its arrays", []byte{0xc7, 6, extRecords, 0x91, 0xa1, 'a', 0x91, 0x01, 0xc0}},
+		{"records payload without arrays", []byte{0xc7, 1, extRecords, 0x01}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			if _, err := Decode(c.frame); !errors.Is(err, ErrCodec) {
 				t.Fatalf("want a codec error, got %v", err)
+			}
+		})
+	}
+}
+
+// recordsFrame encodes rows (cells in key order) as a Records value.
+func recordsFrame(t testing.TB, keys []string, rows ...[]any) []byte {
+	var e Encoder
+	names := make([][]byte, len(keys))
+	for i, k := range keys {
+		var ke Encoder
+		ke.String(k)
+		names[i] = ke.Buf
+	}
+	rec := e.BeginRecords(names)
+	for _, r := range rows {
+		rec.Next()
+		for _, c := range r {
+			if err := e.Encode(c); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	rec.End()
+	return e.Buf
+}
+
+func TestRecordsDecodeAsMaps(t *testing.T) {
+	cases := []struct {
+		name  string
+		frame []byte
+		want  any
+	}{
+		{"no rows", recordsFrame(t, []string{"id"}), []any{}},
+		{"rows", recordsFrame(t, []string{"id", "name"}, []any{int64(1), "a"}, []any{Null{}, []any{int64(2), "b"}}),
+			[]any{map[string]any{"id": int64(1), "name": "a"}, map[string]any{"id": Null{}, "name": []any{int64(2), "b"}}}},
+		{"a repeated key keeps the last cell", recordsFrame(t, []string{"k", "k"}, []any{int64(1), int64(2)}),
+			[]any{map[string]any{"k": int64(2)}}},
+		{"inside an array", append([]byte{0x92}, append(recordsFrame(t, []string{"x"}, []any{true}), 0x07)...),
+			[]any{[]any{map[string]any{"x": true}}, int64(7)}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got, err := Decode(c.frame)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, c.want) {
+				t.Fatalf("got %#v, want %#v", got, c.want)
 			}
 		})
 	}
@@ -143,6 +197,7 @@ func FuzzDecode(f *testing.F) {
 		}
 		f.Add(b)
 	}
+	f.Add(recordsFrame(f, []string{"a", "b"}, []any{int64(1), Null{}}, []any{"x", []any{2.5}}))
 	f.Add([]byte{0xca, 0x7f, 0xc0, 0, 1})           // a float32 NaN with a payload
 	f.Add([]byte{0x82, 0xa1, 'a', 1, 0xa1, 'a', 2}) // a repeated key
 	f.Add([]byte{0xdd, 0xff, 0xff, 0xff, 0xff})     // a count the frame cannot hold

@@ -136,6 +136,8 @@ func (e *Echo) Call(ctx context.Context, op string, args []any) (any, error) {
 			return v, nil
 		}
 		return core.Null{}, nil
+	case "records":
+		return records(args)
 	case "stats":
 		return map[string]any{
 			"sleeps_canceled":  e.sleepsCanceled.Load(),
@@ -232,4 +234,43 @@ func (s *stream) Close(context.Context) error {
 		s.owner.streamsClosed.Add(1)
 	})
 	return nil
+}
+
+// records(keys, rows) returns the rows (arrays of cells, in key order) as
+// a Records value, the form tabular results take (core/codec.go).
+func records(args []any) (any, error) {
+	if len(args) != 2 {
+		return nil, errors.New("echo: records: keys and rows expected")
+	}
+	keys, ok1 := args[0].([]any)
+	rows, ok2 := args[1].([]any)
+	if !ok1 || !ok2 {
+		return nil, errors.New("echo: records: keys and rows must be arrays")
+	}
+	var e core.Encoder
+	names := make([][]byte, len(keys))
+	for i, k := range keys {
+		s, ok := k.(string)
+		if !ok {
+			return nil, fmt.Errorf("echo: records: key %d is not a string", i+1)
+		}
+		var ke core.Encoder
+		ke.String(s)
+		names[i] = ke.Buf
+	}
+	rec := e.BeginRecords(names)
+	for i, r := range rows {
+		cells, ok := r.([]any)
+		if !ok || len(cells) != len(keys) {
+			return nil, fmt.Errorf("echo: records: row %d must be an array of %d cells", i+1, len(keys))
+		}
+		rec.Next()
+		for _, c := range cells {
+			if err := e.Encode(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	rec.End()
+	return core.Raw(e.Buf), nil
 }

@@ -113,16 +113,20 @@ type resultWriter struct {
 	e       core.Encoder
 	oids    []uint32
 	formats []int16
-	countAt int // offset of the row count (array32 header)
-	n       int
 	keyed   bool     // rows as maps keyed by column name (else arrays)
-	names   [][]byte // encoded column names, for keyed rows
+	records bool     // keyed rows written as a Records value
+	names   [][]byte // encoded column names
+	rows    core.Records
+	countAt int // offset of the row count (array32 header) of the rows array
+	n       int
 }
 
-// begin writes the header fields up to the rows array.
+// begin writes the header fields up to the rows. Keyed rows are a Records
+// value (core/codec.go): the column names are decoded once per result, not
+// once per row. Rows without columns (SELECT FROM t) are empty maps in an
+// array, as Records cannot count them.
 func (w *resultWriter) begin(fields []pgconn.FieldDescription) {
 	w.e.Buf = append(w.e.Buf[:0], 0x95) // fixarray of 5
-	w.countAt = -1
 	w.n = 0
 	w.oids = w.oids[:0]
 	w.formats = w.formats[:0]
@@ -139,20 +143,28 @@ func (w *resultWriter) begin(fields []pgconn.FieldDescription) {
 	for _, f := range fields {
 		w.e.String(w.r.typeName(f.DataTypeOID))
 	}
+	w.records = w.keyed && len(fields) > 0
+	if w.records {
+		w.rows = w.e.BeginRecords(w.names)
+		return
+	}
 	w.countAt = len(w.e.Buf)
 	w.e.Buf = append(w.e.Buf, 0xdd, 0, 0, 0, 0)
 }
 
 func (w *resultWriter) row(raw [][]byte) error {
-	if w.keyed {
-		w.e.MapHeader(len(raw))
-	} else {
+	if len(raw) != len(w.oids) {
+		return fmt.Errorf("postgres: a row of %d columns in a result of %d", len(raw), len(w.oids))
+	}
+	switch {
+	case w.records:
+		w.rows.Next()
+	case w.keyed:
+		w.e.MapHeader(0) // no columns
+	default:
 		w.e.ArrayHeader(len(raw))
 	}
 	for i, v := range raw {
-		if w.keyed {
-			w.e.Buf = append(w.e.Buf, w.names[i]...)
-		}
 		if err := w.r.cell(&w.e, w.oids[i], w.formats[i], v); err != nil {
 			return fmt.Errorf("postgres: column %d: %w", i+1, err)
 		}
@@ -163,7 +175,11 @@ func (w *resultWriter) row(raw [][]byte) error {
 
 // finish patches the row count and appends the command tag and count.
 func (w *resultWriter) finish(tag pgconn.CommandTag) {
-	binary.BigEndian.PutUint32(w.e.Buf[w.countAt+1:], uint32(w.n))
+	if w.records {
+		w.rows.End()
+	} else {
+		binary.BigEndian.PutUint32(w.e.Buf[w.countAt+1:], uint32(w.n))
+	}
 	w.e.String(tag.String())
 	w.e.Int(tag.RowsAffected())
 }

@@ -221,3 +221,89 @@ false
 still served
 --- no_error_log
 [error]
+
+
+
+=== TEST 10: a Records value (Go's tabular results) decodes as an array of maps, NULL, nested and empty cases included
+--- config
+    location = /t {
+        content_by_lua_block {
+            local rffi = require "resty.ffi"
+            local codec = require "resty.ffi.codec"
+            local rt = assert(rffi.open("echo"))
+            local rows = assert(rt:call("records", { "id", "name", "tags" }, {
+                { 1, "a", { "x", "y" } },
+                { 9007199254740993LL, ngx.null, setmetatable({}, codec.array_mt) },
+                { -3, "", { k = true } },
+            }))
+            ngx.say(#rows, " rows, array: ", getmetatable(rows) == codec.array_mt,
+                    ", map rows: ", getmetatable(rows[1]) == codec.map_mt)
+            for i, r in ipairs(rows) do
+                local n = 0
+                for _ in pairs(r) do n = n + 1 end
+                local name = r.name == ngx.null and "NULL" or r.name
+                ngx.say(i, ": ", tostring(r.id), " ", name, " ", n, " keys, tags ",
+                        #r.tags, " ", tostring(r.tags[1] or r.tags.k))
+            end
+            -- rows do not share their tables: writing one leaves the next alone
+            rows[1].name = "changed"
+            ngx.say("row 2 name is NULL: ", rows[2].name == ngx.null)
+            -- a row re-encodes as a map, a result with no rows as an empty array
+            ngx.say(rt:call("echo", rows[3]).id, " ",
+                    getmetatable(assert(rt:call("records", { "id" }, codec.empty_array))) == codec.array_mt)
+        }
+    }
+--- request
+GET /t
+--- response_body
+3 rows, array: true, map rows: true
+1: 1 a 3 keys, tags 2 x
+2: 9007199254740993LL NULL 3 keys, tags 0 nil
+3: -3  3 keys, tags 0 true
+row 2 name is NULL: true
+-3 true
+--- no_error_log
+[error]
+
+
+
+=== TEST 11: corrupt Records frames give an error, not a crash
+--- config
+    location = /t {
+        content_by_lua_block {
+            local codec = require "resty.ffi.codec"
+            local frames = {
+                -- a key that is not a string
+                "\199\4\2\145\1\145\2",
+                -- 3 cells for 2 keys
+                "\199\8\2\146\161a\161b\147\1\2\3",
+                -- cells but no keys
+                "\199\3\2\144\145\1",
+                -- a payload longer than its two arrays
+                "\199\6\2\145\161a\145\1\192",
+                -- a payload without its arrays
+                "\199\1\2\1",
+                -- cells claimed beyond the payload
+                "\199\6\2\145\161a\221\0\0\0\9",
+            }
+            for i, f in ipairs(frames) do
+                local v, err = codec.decode_string(f)
+                ngx.say(i, ": ", tostring(v), " ", (tostring(err):gsub(" at offset %d+", "")))
+            end
+            -- the same bytes, well formed, decode
+            local v = assert(codec.decode_string("\199\5\2\145\161a\145\1"))
+            ngx.say("good: ", #v, " ", v[1].a)
+        }
+    }
+--- request
+GET /t
+--- response_body
+1: nil resty.ffi: corrupt frame: records key is not a string
+2: nil resty.ffi: corrupt frame: 3 records cells for 2 keys
+3: nil resty.ffi: corrupt frame: 1 records cells for 0 keys
+4: nil resty.ffi: corrupt frame: records payload length 6 does not match its contents
+5: nil resty.ffi: corrupt frame: records payload without its keys
+6: nil resty.ffi: corrupt frame: 9 records cells for 1 keys
+good: 1 1
+--- no_error_log
+[error]

@@ -21,6 +21,8 @@ __DATA__
                 codec.to_string({ 9007199254740993LL, 18446744073709551615ULL, -1, -129, 70000 }),
                 codec.to_string(string.rep("z", 70000)),
                 codec.to_string(setmetatable({}, codec.array_mt)),
+                -- Records (ext 2): keys id, n; rows {1, "x"}, {2, {1, 2}}
+                "\199\14\2\146\162id\161n\148\1\161x\2\146\1\2",
             }
             -- hand-made hostile frames: lengths far beyond the frame
             frames[#frames + 1] = "\221\255\255\255\255"       -- array32 of 4G

@@ -40,6 +40,11 @@ __DATA__
             local r = db:query_one("SELECT 'a' AS x, NULL::int AS y")
             ngx.say(r.x, " ", r.y == ngx.null)
             ngx.say(db:query_one("SELECT 1 WHERE false"))
+            -- rows of no columns are counted, as empty tables
+            local empty = assert(db:query("SELECT FROM generate_series(1, 3)"))
+            ngx.say(#empty, " rows, ", #empty.columns, " columns, first row empty: ", next(empty[1]) == nil)
+            -- a repeated column name keeps the last column's value
+            ngx.say(db:query_one("SELECT 1 AS a, 2 AS a").a)
         }
     }
 --- request
@@ -50,6 +55,8 @@ a:int4 b:text
 2
 a true
 nil
+3 rows, 0 columns, first row empty: true
+2
 --- no_error_log
 [error]
 

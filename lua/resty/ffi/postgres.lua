@@ -5,8 +5,9 @@
 --   local db = pg.new{ dsn = "postgres://app:secret@127.0.0.1/app" }
 --   local rows, err, detail = db:query("SELECT id, name FROM t WHERE id = $1", 42)
 --
--- Go replies with [names, types, rows-as-arrays, command tag, affected];
--- this file turns them into arrays of tables keyed by column name.
+-- Go replies with [names, types, rows, command tag, affected], the rows
+-- already keyed by column name (a Records value, see core/codec.go); this
+-- file adds .columns, .command and .affected.
 
 local rffi = require "resty.ffi"
 
