@@ -545,6 +545,12 @@ func (e *Encoder) value(v any, depth int) error {
 		e.Buf = binary.BigEndian.AppendUint64(e.Buf, uint64(x))
 	case Raw:
 		e.Buf = append(e.Buf, x...)
+	case *Reply:
+		if x == nil {
+			e.byte1(0xc0)
+		} else {
+			e.Buf = append(e.Buf, x.Buf...)
+		}
 	case bool:
 		if x {
 			e.byte1(0xc3)

@@ -576,6 +576,11 @@ func (t *task) run() {
 		e.cancelMu.Unlock()
 	}
 	st.InFlight.Add(-1)
+	reply, _ := res.(*Reply)
+	if reply != nil && (err != nil || t.noReply) {
+		reply.Release()
+		reply = nil
+	}
 	if t.noReply {
 		if err != nil {
 			st.Failed.Add(1)
@@ -586,6 +591,15 @@ func (t *task) run() {
 			st.Completed.Add(1)
 		}
 		e.finish(t.ticket, true, 0, nil)
+		return
+	}
+	if reply != nil {
+		// encoded by the module: hand its bytes over as they are
+		st.Completed.Add(1)
+		st.BytesOut.Add(uint64(len(reply.Buf)))
+		e.finish(t.ticket, false, StatusOK, reply.Buf)
+		reply.Release()
+		t.afterReply()
 		return
 	}
 	enc := encoderPool.Get().(*Encoder)
@@ -610,10 +624,15 @@ func (t *task) run() {
 	putBuffer(bp, enc.Buf)
 	enc.Buf, enc.Register = nil, nil
 	encoderPool.Put(enc)
-	// Only for a lone call: under concurrency the pump is kept awake
-	// by the traffic itself, and spinning would take CPU from nginx.
-	if e.loneCall() {
-		e.watchForNextCall()
+	t.afterReply()
+}
+
+// afterReply watches the ring for the next call after a lone call's
+// reply. Only for a lone call: under concurrency the pump is kept awake by
+// the traffic itself, and spinning would take CPU from nginx.
+func (t *task) afterReply() {
+	if t.engine.loneCall() {
+		t.engine.watchForNextCall()
 	}
 }
 

@@ -32,6 +32,18 @@ func (f *fakeObject) Call(ctx context.Context, op string, args []any) (any, erro
 		return nil, testDetailErr{}
 	case "child":
 		return &fakeObject{}, nil
+	case "reply":
+		// args[0]: a string to encode; args[1]: nest the reply in an array;
+		// args[2]: fail after encoding
+		r := NewReply()
+		r.String(args[0].(string))
+		if args[2].(bool) {
+			return r, errors.New("failed after encoding")
+		}
+		if args[1].(bool) {
+			return []any{r, int64(1)}, nil
+		}
+		return r, nil
 	case "ask":
 		// a round trip on askConn, or only a read when args[0] is false
 		if args[0].(bool) {
@@ -153,6 +165,30 @@ func TestErrorsPanicsAndUnknowns(t *testing.T) {
 		want := []any{c.msg, c.detail}
 		if got.Status != StatusError || !reflect.DeepEqual(v, want) {
 			t.Errorf("%s: status %d value %#v, want %#v", c.op, got.Status, v, want)
+		}
+	}
+}
+
+func TestReplyIsSentAsEncoded(t *testing.T) {
+	e := newTestEngine(t, Config{})
+	h := openFake(t, e)
+	cases := []struct {
+		name         string
+		nested, fail bool
+		status       int
+		want         any
+	}{
+		{"whole result", false, false, StatusOK, "abc"},
+		{"nested in a result", true, false, StatusOK, []any{"abc", int64(1)}},
+		{"returned with an error", false, true, StatusError, []any{"failed after encoding", nil}},
+	}
+	for i, c := range cases {
+		ticket := uint64(i + 1)
+		e.rings.luaPush(kindCall, ticket, h, "reply", args(t, "abc", c.nested, c.fail), 0)
+		got := await(t, e, ticket)
+		v, err := Decode(got.Data)
+		if got.Status != c.status || err != nil || !reflect.DeepEqual(v, c.want) {
+			t.Errorf("%s: status %d value %#v err %v, want %#v", c.name, got.Status, v, err, c.want)
 		}
 	}
 }

@@ -538,7 +538,7 @@ func (c *conn) unary(ctx context.Context, args []any) (any, error) {
 	if err := c.cc.Invoke(ctx, m.path, req, resp, opts...); err != nil {
 		return nil, c.statusError(err, header, trailer, co.wantHeaders)
 	}
-	raw, err := encodeMessage(resp, co.out, c.types)
+	raw, err := encodeReply(resp, co.out, c.types)
 	if err != nil {
 		return nil, fmt.Errorf("grpc: decoding the %s reply: %w", m.path, err)
 	}

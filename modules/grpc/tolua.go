@@ -38,6 +38,18 @@ func encodeMessage(m protoreflect.Message, o outOpts, types *typeResolver) (core
 	return core.Raw(w.enc.Buf), nil
 }
 
+// encodeReply is encodeMessage into a core.Reply, for a message that is
+// most often a call's whole result: the core sends its bytes as they are.
+func encodeReply(m protoreflect.Message, o outOpts, types *typeResolver) (*core.Reply, error) {
+	r := core.NewReply()
+	w := writer{enc: &r.Encoder, o: o, types: types}
+	if err := w.message(m, 0); err != nil {
+		r.Release()
+		return nil, err
+	}
+	return r, nil
+}
+
 const maxNesting = 100
 
 // maxExactInt is 2^53: integers up to it are exact Lua numbers.

@@ -22,6 +22,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -337,7 +338,7 @@ func (r *Runtime) bind(c *pgx.Conn, sd *pgconn.StatementDescription, args []any)
 
 // query runs one statement (prepared once per connection) and encodes its
 // result. A statement invalidated by a schema change is prepared again.
-func (r *Runtime) query(ctx context.Context, c *pgx.Conn, sql string, args []any, keyed bool) (core.Raw, error) {
+func (r *Runtime) query(ctx context.Context, c *pgx.Conn, sql string, args []any, keyed bool) (any, error) {
 	out, err := r.queryOnce(ctx, c, sql, args, keyed)
 	var pe *pgconn.PgError
 	if err != nil && !r.set.describeOnly && errors.As(err, &pe) && pe.Code == "0A000" &&
@@ -349,7 +350,7 @@ func (r *Runtime) query(ctx context.Context, c *pgx.Conn, sql string, args []any
 	return out, err
 }
 
-func (r *Runtime) queryOnce(ctx context.Context, c *pgx.Conn, sql string, args []any, keyed bool) (core.Raw, error) {
+func (r *Runtime) queryOnce(ctx context.Context, c *pgx.Conn, sql string, args []any, keyed bool) (any, error) {
 	sd, err := r.statement(ctx, c, sql)
 	if err != nil {
 		return nil, err
@@ -367,12 +368,23 @@ func (r *Runtime) queryOnce(ctx context.Context, c *pgx.Conn, sql string, args [
 	} else {
 		rr = c.PgConn().ExecPrepared(ctx, sd.Name, eqb.ParamValues, eqb.ParamFormats, eqb.ResultFormats)
 	}
-	return r.collect(rr, sd.Fields, keyed)
+	out := core.NewReply()
+	if err := r.collect(rr, sd.Fields, keyed, &out.Encoder); err != nil {
+		out.Release()
+		return nil, err
+	}
+	return out, nil
 }
 
-// collect encodes one result set.
-func (r *Runtime) collect(rr *pgconn.ResultReader, fields []pgconn.FieldDescription, keyed bool) (core.Raw, error) {
-	w := resultWriter{r: r, keyed: keyed}
+// collect appends one result set to out; on error out is left as it was.
+func (r *Runtime) collect(rr *pgconn.ResultReader, fields []pgconn.FieldDescription, keyed bool, out *core.Encoder) error {
+	start := len(out.Buf)
+	w := writerPool.Get().(*resultWriter)
+	w.r, w.e, w.keyed = r, out, keyed
+	defer func() {
+		w.r, w.e = nil, nil
+		writerPool.Put(w)
+	}()
 	if fields == nil || len(rr.FieldDescriptions()) > 0 {
 		fields = rr.FieldDescriptions()
 	}
@@ -384,48 +396,48 @@ func (r *Runtime) collect(rr *pgconn.ResultReader, fields []pgconn.FieldDescript
 		}
 	}
 	tag, err := rr.Close()
-	if err != nil {
-		return nil, err
+	if err == nil {
+		err = rowErr
 	}
-	if rowErr != nil {
-		return nil, rowErr
+	if err != nil {
+		out.Buf = out.Buf[:start]
+		return err
 	}
 	w.finish(tag)
-	return core.Raw(w.e.Buf), nil
+	return nil
 }
 
 // simple runs sql with the simple protocol: several statements, all
 // results in text format -> array of results.
-func (r *Runtime) simple(ctx context.Context, c *pgx.Conn, sql string) (core.Raw, error) {
+func (r *Runtime) simple(ctx context.Context, c *pgx.Conn, sql string) (any, error) {
 	mrr := c.PgConn().Exec(ctx, sql)
-	var out core.Encoder
-	var results [][]byte
+	out := core.NewReply()
+	// an array32 header whose count is known at the end
+	out.Buf = append(out.Buf, 0xdd, 0, 0, 0, 0)
+	n := 0
 	var firstErr error
 	for mrr.NextResult() {
-		res, err := r.collect(mrr.ResultReader(), nil, true)
-		if err != nil {
+		if err := r.collect(mrr.ResultReader(), nil, true, &out.Encoder); err != nil {
 			if firstErr == nil {
 				firstErr = err
 			}
 			continue
 		}
-		results = append(results, res)
+		n++
 	}
 	if err := mrr.Close(); err != nil && firstErr == nil {
 		firstErr = err
 	}
 	if firstErr != nil {
+		out.Release()
 		return nil, firstErr
 	}
-	out.ArrayHeader(len(results))
-	for _, b := range results {
-		out.Buf = append(out.Buf, b...)
-	}
-	return core.Raw(out.Buf), nil
+	binary.BigEndian.PutUint32(out.Buf[1:], uint32(n))
+	return out, nil
 }
 
 // batch pipelines statements with SendBatch.
-func (r *Runtime) batch(ctx context.Context, c *pgx.Conn, args []any) (core.Raw, error) {
+func (r *Runtime) batch(ctx context.Context, c *pgx.Conn, args []any) (any, error) {
 	if len(args) == 0 {
 		return nil, errors.New("postgres: batch: a list of {sql, args...} expected")
 	}
@@ -467,26 +479,25 @@ func (r *Runtime) batch(ctx context.Context, c *pgx.Conn, args []any) (core.Raw,
 		fields[i] = sd.Fields
 	}
 	mrr := c.PgConn().ExecBatch(ctx, b)
-	var out core.Encoder
+	out := core.NewReply()
 	out.ArrayHeader(len(list))
 	var firstErr error
 	for i := 0; mrr.NextResult(); i++ {
 		if i >= len(list) {
 			continue
 		}
-		res, err := r.collect(mrr.ResultReader(), fields[i], true)
-		if err != nil && firstErr == nil {
+		if err := r.collect(mrr.ResultReader(), fields[i], true, &out.Encoder); err != nil && firstErr == nil {
 			firstErr = fmt.Errorf("item %d: %w", i+1, err)
 		}
-		out.Buf = append(out.Buf, res...)
 	}
 	if err := mrr.Close(); err != nil && firstErr == nil {
 		firstErr = err
 	}
 	if firstErr != nil {
+		out.Release()
 		return nil, firstErr
 	}
-	return core.Raw(out.Buf), nil
+	return out, nil
 }
 
 // quoteTable quotes "schema.table" or "table".

@@ -17,7 +17,7 @@ import (
 )
 
 // Results are encoded straight from the wire bytes into the MessagePack
-// reply (core.Raw), without building Go values per cell:
+// reply (a core.Reply), without building Go values per cell:
 //
 //	[ {names...}, {type names...}, { {row1...}, ... }, command_tag, affected ]
 //
@@ -107,10 +107,11 @@ func (r *Runtime) typeName(oid uint32) string {
 	return "oid" + strconv.FormatUint(uint64(oid), 10)
 }
 
-// resultWriter encodes one result set.
+// resultWriter encodes one result set at the end of e.Buf. Writers are
+// pooled with their scratch slices.
 type resultWriter struct {
 	r       *Runtime
-	e       core.Encoder
+	e       *core.Encoder
 	oids    []uint32
 	formats []int16
 	keyed   bool     // rows as maps keyed by column name (else arrays)
@@ -121,12 +122,14 @@ type resultWriter struct {
 	n       int
 }
 
+var writerPool = sync.Pool{New: func() any { return &resultWriter{} }}
+
 // begin writes the header fields up to the rows. Keyed rows are a Records
 // value (core/codec.go): the column names are decoded once per result, not
 // once per row. Rows without columns (SELECT FROM t) are empty maps in an
 // array, as Records cannot count them.
 func (w *resultWriter) begin(fields []pgconn.FieldDescription) {
-	w.e.Buf = append(w.e.Buf[:0], 0x95) // fixarray of 5
+	w.e.Buf = append(w.e.Buf, 0x95) // fixarray of 5
 	w.n = 0
 	w.oids = w.oids[:0]
 	w.formats = w.formats[:0]
@@ -165,7 +168,7 @@ func (w *resultWriter) row(raw [][]byte) error {
 		w.e.ArrayHeader(len(raw))
 	}
 	for i, v := range raw {
-		if err := w.r.cell(&w.e, w.oids[i], w.formats[i], v); err != nil {
+		if err := w.r.cell(w.e, w.oids[i], w.formats[i], v); err != nil {
 			return fmt.Errorf("postgres: column %d: %w", i+1, err)
 		}
 	}
