@@ -83,6 +83,7 @@ func main() {
 			return
 		}
 		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("Content-Length", strconv.Itoa(len(buf)))
 		w.Write(buf)
 	})
 	log.Fatal(http.Serve(ln, nil))
