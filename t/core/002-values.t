@@ -286,6 +286,15 @@ row 2 name is NULL: true
                 -- cells claimed beyond the payload
                 "\199\6\2\145\161a\221\0\0\0\9",
             }
+            -- Records nested in a cell, 300 deep
+            local inner = "\1"
+            for _ = 1, 300 do
+                local payload = "\145\161a\145" .. inner
+                local n = #payload
+                inner = string.char(0xc9, bit.rshift(n, 24), bit.band(bit.rshift(n, 16), 255),
+                                    bit.band(bit.rshift(n, 8), 255), bit.band(n, 255), 2) .. payload
+            end
+            frames[#frames + 1] = inner
             for i, f in ipairs(frames) do
                 local v, err = codec.decode_string(f)
                 ngx.say(i, ": ", tostring(v), " ", (tostring(err):gsub(" at offset %d+", "")))
@@ -304,6 +313,7 @@ GET /t
 4: nil resty.ffi: corrupt frame: records payload length 6 does not match its contents
 5: nil resty.ffi: corrupt frame: records payload without its keys
 6: nil resty.ffi: corrupt frame: 9 records cells for 1 keys
+7: nil resty.ffi: corrupt frame: nesting deeper than 200
 good: 1 1
 --- no_error_log
 [error]

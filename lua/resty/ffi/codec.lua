@@ -625,6 +625,11 @@ end
 -- array of maps that all use the same key strings.
 read_records = function(n)
     local stop = at + n
+    -- Records nest through their cells: count them as containers
+    if depth == MAX_DEPTH then
+        bad("nesting deeper than " .. MAX_DEPTH)
+    end
+    depth = depth + 1
     local nkeys = records_array("keys")
     if nkeys > stop - at then
         bad(nkeys .. " records keys in " .. (stop - at) .. " bytes")
@@ -670,6 +675,7 @@ read_records = function(n)
     if at ~= stop then
         bad("records payload length " .. n .. " does not match its contents")
     end
+    depth = depth - 1
     return rows
 end
 
