@@ -165,7 +165,7 @@ Both variants return the same bytes (\`SELECT \$1::int\`: the number; rows: $row
 | \`SELECT \$1::int\` | ${BENCH_RPS[ffi_int]} | ${BENCH_P99[ffi_int]} | ${BENCH_RPS[proxy_int]} | ${BENCH_P99[proxy_int]} | **$(ratio "${BENCH_RPS[ffi_int]}" "${BENCH_RPS[proxy_int]}")** |
 | 100 rows x 5 columns | ${BENCH_RPS[ffi_rows]} | ${BENCH_P99[ffi_rows]} | ${BENCH_RPS[proxy_rows]} | ${BENCH_P99[proxy_rows]} | **$(ratio "${BENCH_RPS[ffi_rows]}" "${BENCH_RPS[proxy_rows]}")** |
 
-Target: >= 1.5x the sidecar on both.
+Target: >= 1.5x the sidecar on both. Round by round: \`SELECT \$1::int\` $(round_ratios ffi_int proxy_int); rows $(round_ratios ffi_rows proxy_rows).
 
 Sequential \`SELECT \$1::int\` ($seq_n queries, one at a time; median of $BENCH_ROUNDS rounds):
 
@@ -174,7 +174,7 @@ Sequential \`SELECT \$1::int\` ($seq_n queries, one at a time; median of $BENCH_
 | one nginx request through resty.ffi.postgres (\`/ffi/seq\`) | $sf |
 | plain Go with pgxpool (\`bench/postgres/native\`, placed like the worker) | $sg |
 
-- bridge / native = **$(ratio "$sf" "$sg")** (target >= 0.8)
+- bridge / native = **$(ratio "$sf" "$sg")** (target >= 0.8); rounds (queries/s): bridge ${seq_ffi[*]}; plain Go ${seq_go[*]}
 $( [ "${crashes:-0}" -gt 0 ] && echo "- **WARNING: the nginx worker crashed $crashes time(s) during these runs (see $work/logs/error.log); the figures above are not valid.**" )
 
 _EOF_
