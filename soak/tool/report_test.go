@@ -97,3 +97,32 @@ func TestSettled(t *testing.T) {
 		})
 	}
 }
+
+func TestKafkaOutageWindows(t *testing.T) {
+	evs := []event{
+		{t: 100, name: "down", arg: "redis"}, {t: 105, name: "up", arg: "redis"},
+		{t: 200, name: "down", arg: "kafka"}, {t: 204, name: "up", arg: "kafka"},
+		{t: 300, name: "down", arg: "kafka"}, // never came back
+	}
+	near := kafkaOutageWindows(evs)
+	cases := []struct {
+		at   float64
+		want bool
+	}{
+		{102, false},                 // only redis was down
+		{200 - dupWindow - 1, false}, // before the window
+		{200 - dupWindow + 1, true},  // in flight as the broker went down
+		{202, true},                  // during the outage
+		{204 + dupWindow - 1, true},  // a retry after the return
+		{204 + dupWindow + 1, false}, // long after
+		{300 + 1000, true},           // an outage without its end
+	}
+	for _, c := range cases {
+		if got := near(c.at); got != c.want {
+			t.Errorf("near(%v) = %v, want %v", c.at, got, c.want)
+		}
+	}
+	if kafkaOutageWindows(nil)(1) {
+		t.Error("no outage, yet a time near one")
+	}
+}
