@@ -550,35 +550,57 @@ local depth = 0
 -- (a recursive one falls back to the interpreter on each nested table). It
 -- is re-entered only for a container inside a Records cell, above the
 -- containers already open.
+--
+-- The loop is shaped for LuaJIT's traces: a single loop (a container that
+-- fills up is stored by the next turn, not by an inner loop), one exit
+-- (the break; no return inside the loop), and no local that carries values
+-- of changing types from one turn to the next (the finished container
+-- waits in open_tab). Without these, which branches got compiled depended
+-- on the shapes of the first frames a worker decoded: later frames of
+-- other shapes could decode 3 to 4 times slower, in the interpreter.
+local decoded -- the value read_value's loop leaves on its way out
 local function read_value()
     local base = depth
+    local closing = false -- open_tab[depth + 1] is complete: store it next
     while true do
-        local kind, v = read_item()
-        if kind ~= SCALAR then
-            -- every element takes at least one byte (two per map pair)
-            if v * kind > src_len - at then
-                bad((kind == ARRAY and "array of " or "map of ") .. v
-                    .. " elements in a " .. src_len .. "-byte frame")
-            end
-            local t
-            if kind == ARRAY then
-                t = setmetatable(new_tab(v, 0), array_mt)
-            else
-                t = setmetatable(new_tab(0, v), map_mt)
-            end
-            if v > 0 then
-                if depth == MAX_DEPTH then
-                    bad("nesting deeper than " .. MAX_DEPTH)
+        local v
+        if closing then
+            closing = false
+            v = open_tab[depth + 1]
+            open_tab[depth + 1] = nil
+        else
+            local kind
+            kind, v = read_item()
+            if kind ~= SCALAR then
+                -- every element takes at least one byte (two per map pair)
+                if v * kind > src_len - at then
+                    bad((kind == ARRAY and "array of " or "map of ") .. v
+                        .. " elements in a " .. src_len .. "-byte frame")
                 end
-                depth = depth + 1
-                open_tab[depth], open_left[depth] = t, v
-                open_map[depth], open_index[depth], open_key[depth] = kind == MAP, 0, nil
-                goto continue
+                local t
+                if kind == ARRAY then
+                    t = setmetatable(new_tab(v, 0), array_mt)
+                else
+                    t = setmetatable(new_tab(0, v), map_mt)
+                end
+                if v > 0 then
+                    if depth == MAX_DEPTH then
+                        bad("nesting deeper than " .. MAX_DEPTH)
+                    end
+                    depth = depth + 1
+                    open_tab[depth], open_left[depth] = t, v
+                    open_map[depth], open_index[depth], open_key[depth] = kind == MAP, 0, nil
+                    goto continue
+                end
+                v = t
             end
-            v = t
         end
-        -- v is complete: store it in its container, closing those it fills
-        while depth > base do
+        if depth == base then
+            decoded = v
+            break
+        end
+        -- v is complete: store it in the innermost open container
+        do
             local t = open_tab[depth]
             if open_map[depth] then
                 local k = open_key[depth]
@@ -601,15 +623,17 @@ local function read_value()
             local left = open_left[depth] - 1
             if left > 0 then
                 open_left[depth] = left
-                goto continue
+            else
+                -- full: it stays in open_tab[depth + 1] for the next turn
+                depth = depth - 1
+                closing = true
             end
-            open_tab[depth] = nil
-            depth = depth - 1
-            v = t
         end
-        do return v end
         ::continue::
     end
+    local v = decoded
+    decoded = nil
+    return v
 end
 
 -- records_array reads the header of one of a Records payload's two arrays.
