@@ -447,6 +447,19 @@ func (e *Encoder) ArrayHeader(n int) { e.head(0x90, n, 0, 0xdc, 0xdd, 15) }
 // MapHeader appends the header of a map of n pairs.
 func (e *Encoder) MapHeader(n int) { e.head(0x80, n, 0, 0xde, 0xdf, 15) }
 
+// OpenArray appends the header of an array whose length is not known yet
+// and returns where it is; SetArrayLen writes the length when it is.
+func (e *Encoder) OpenArray() int {
+	at := len(e.Buf)
+	e.Buf = append(e.Buf, 0xdd, 0, 0, 0, 0)
+	return at
+}
+
+// SetArrayLen writes n into the header OpenArray appended at `at`.
+func (e *Encoder) SetArrayLen(at, n int) {
+	binary.BigEndian.PutUint32(e.Buf[at+1:], uint32(n))
+}
+
 // Records marks an open Records value (see the package comment); the
 // caller appends len(keys) cells per record, then calls End.
 type Records struct {
@@ -465,8 +478,7 @@ func (e *Encoder) BeginRecords(keys [][]byte) Records {
 	for _, k := range keys {
 		e.Buf = append(e.Buf, k...)
 	}
-	r.cellsAt = len(e.Buf)
-	e.Buf = append(e.Buf, 0xdd, 0, 0, 0, 0)
+	r.cellsAt = e.OpenArray()
 	return r
 }
 
@@ -475,9 +487,8 @@ func (r *Records) Next() { r.nrecords++ }
 
 // End writes the lengths into the head.
 func (r *Records) End() {
-	b := r.e.Buf
-	binary.BigEndian.PutUint32(b[r.cellsAt+1:], uint32(r.nrecords*r.keys))
-	binary.BigEndian.PutUint32(b[r.start+1:], uint32(len(b)-r.start-6))
+	r.e.SetArrayLen(r.cellsAt, r.nrecords*r.keys)
+	binary.BigEndian.PutUint32(r.e.Buf[r.start+1:], uint32(len(r.e.Buf)-r.start-6))
 }
 
 // maxExact is 2^53: integers up to it are exact Lua numbers.

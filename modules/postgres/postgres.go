@@ -22,7 +22,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
@@ -412,8 +411,7 @@ func (r *Runtime) collect(rr *pgconn.ResultReader, fields []pgconn.FieldDescript
 func (r *Runtime) simple(ctx context.Context, c *pgx.Conn, sql string) (any, error) {
 	mrr := c.PgConn().Exec(ctx, sql)
 	out := core.NewReply()
-	// an array32 header whose count is known at the end
-	out.Buf = append(out.Buf, 0xdd, 0, 0, 0, 0)
+	results := out.OpenArray()
 	n := 0
 	var firstErr error
 	for mrr.NextResult() {
@@ -432,7 +430,7 @@ func (r *Runtime) simple(ctx context.Context, c *pgx.Conn, sql string) (any, err
 		out.Release()
 		return nil, firstErr
 	}
-	binary.BigEndian.PutUint32(out.Buf[1:], uint32(n))
+	out.SetArrayLen(results, n)
 	return out, nil
 }
 

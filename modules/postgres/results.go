@@ -118,7 +118,7 @@ type resultWriter struct {
 	records bool     // keyed rows written as a Records value
 	names   [][]byte // encoded column names
 	rows    core.Records
-	countAt int // offset of the row count (array32 header) of the rows array
+	countAt int // where the rows array's header is (OpenArray)
 	n       int
 }
 
@@ -151,8 +151,7 @@ func (w *resultWriter) begin(fields []pgconn.FieldDescription) {
 		w.rows = w.e.BeginRecords(w.names)
 		return
 	}
-	w.countAt = len(w.e.Buf)
-	w.e.Buf = append(w.e.Buf, 0xdd, 0, 0, 0, 0)
+	w.countAt = w.e.OpenArray()
 }
 
 func (w *resultWriter) row(raw [][]byte) error {
@@ -181,7 +180,7 @@ func (w *resultWriter) finish(tag pgconn.CommandTag) {
 	if w.records {
 		w.rows.End()
 	} else {
-		binary.BigEndian.PutUint32(w.e.Buf[w.countAt+1:], uint32(w.n))
+		w.e.SetArrayLen(w.countAt, w.n)
 	}
 	w.e.String(tag.String())
 	w.e.Int(tag.RowsAffected())

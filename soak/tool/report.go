@@ -378,9 +378,7 @@ func countLines(log, s string) int {
 }
 
 // consumeAll reads every partition of topic from its first offset to its
-// end and counts each value.
-// consumeAll reads every message of topic: how many times each value was
-// written, and, for values written more than once, the time of every copy
+// end: how many times each value was written, and the time of every copy
 // (Unix seconds).
 func consumeAll(brokers []string, topic string) (map[string]int, map[string][]float64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -395,17 +393,16 @@ func consumeAll(brokers []string, topic string) (map[string]int, map[string][]fl
 		return nil, nil, fmt.Errorf("kafka: partitions of %s: %w", topic, err)
 	}
 	seen := map[string]int{}
-	firstAt := map[string]float64{}
 	times := map[string][]float64{}
 	for _, p := range parts {
-		if err := consumePartition(ctx, brokers[0], topic, p.ID, seen, firstAt, times); err != nil {
+		if err := consumePartition(ctx, brokers[0], topic, p.ID, seen, times); err != nil {
 			return nil, nil, err
 		}
 	}
 	return seen, times, nil
 }
 
-func consumePartition(ctx context.Context, broker, topic string, part int, seen map[string]int, firstAt map[string]float64, times map[string][]float64) error {
+func consumePartition(ctx context.Context, broker, topic string, part int, seen map[string]int, times map[string][]float64) error {
 	conn, err := kafka.DialLeader(ctx, "tcp", broker, topic, part)
 	if err != nil {
 		return fmt.Errorf("kafka: leader of %s/%d: %w", topic, part, err)
@@ -433,15 +430,7 @@ func consumePartition(ctx context.Context, broker, topic string, part int, seen 
 			}
 			v := string(m.Value)
 			seen[v]++
-			t := float64(m.Time.UnixNano()) / 1e9
-			switch seen[v] {
-			case 1:
-				firstAt[v] = t
-			case 2:
-				times[v] = append(times[v], firstAt[v], t)
-			default:
-				times[v] = append(times[v], t)
-			}
+			times[v] = append(times[v], float64(m.Time.UnixNano())/1e9)
 			next = m.Offset + 1
 			n++
 		}
