@@ -26,6 +26,7 @@ local getmetatable = getmetatable
 local tostring = tostring
 local pcall = pcall
 local encode_args = codec.encode_args
+local encode_few = codec.encode_few
 local encode = codec.encode
 local decode = codec.decode
 local ngx = ngx
@@ -374,16 +375,31 @@ function _M.open(name, opts)
     return obj
 end
 
-local function check_object(obj, fname)
+-- check_object raises for a non-object, at level 3 unless told (the
+-- caller's caller: the user's code).
+local function check_object(obj, fname, level)
     if getmetatable(obj) ~= object_mt then
         error("resty.ffi." .. fname .. ": argument #1 must be an object from"
-              .. " resty.ffi.open() or a call, got " .. type(obj), 3)
+              .. " resty.ffi.open() or a call, got " .. type(obj), level or 3)
     end
 end
 
-local function submit(obj, op, timeout, kind, first, nargs, ...)
+-- The ways in (call, call_timeout, submit) take their arguments as
+-- varargs, and LuaJIT never starts a trace at the entry of a vararg
+-- function: code there runs in the interpreter, where an FFI call costs
+-- several times what it costs compiled (argument conversions, a boxed
+-- int64 result) and every compiled helper it calls is a trace exit. So
+-- the vararg methods only count their arguments and tail-call a plain
+-- function (call_few, submit_few) that takes up to three of them as
+-- parameters and does the rest, compiled. More arguments take the
+-- *_many path, which encodes them in the interpreter.
+
+-- prepare(obj, op [, level]) -> true, or nil, err: what every way in
+-- checks before it encodes (op's type is a caller's error, raised at level
+-- 3 unless told).
+local function prepare(obj, op, level)
     if type(op) ~= "string" then
-        error("resty.ffi: the operation name must be a string, got " .. type(op), 3)
+        error("resty.ffi: the operation name must be a string, got " .. type(op), level or 3)
     end
     if not lib then
         local ok, err = _M.load()
@@ -394,7 +410,12 @@ local function submit(obj, op, timeout, kind, first, nargs, ...)
     if obj.closed then
         return nil, "closed"
     end
-    local p, n = encode_args(first, nargs, ...)
+    return true
+end
+
+-- push(obj, op, timeout, kind, p, n) -> ticket, or nil, err: hands the
+-- encoded arguments p[0..n) to Go. Never blocks.
+local function push(obj, op, timeout, kind, p, n)
     local ticket = next_ticket
     local rc = lib.rffi_push(shared, kind, ticket, obj.id, op, #op, p, n, timeout)
     if rc ~= 0 then
@@ -482,13 +503,13 @@ local function check_phase()
     return true
 end
 
-local function check_timeout(timeout)
+local function check_timeout(timeout, level)
     if timeout == nil then
         return config.call_timeout
     end
     if type(timeout) ~= "number" or not (timeout > 0) then
         error("resty.ffi: the timeout must be a positive number of milliseconds, got "
-              .. tostring(timeout), 3)
+              .. tostring(timeout), level or 3)
     end
     if timeout > 2147483647 then
         timeout = 2147483647
@@ -496,43 +517,111 @@ local function check_timeout(timeout)
     return timeout
 end
 
--- call_wait submits a call and waits for it. Reached by tail calls only,
--- so the error levels of submit and check_* still name the user's code.
-local function call_wait(obj, timeout, op, ...)
+-- Every way in is reached by tail calls only, so an error raised at level
+-- 3 from a function it calls (or 4 from admit's) names the user's code.
+
+-- admit(fname, obj, timeout, op) -> the timeout in ms, or nil, err: the
+-- checks of a waited-for call.
+local function admit(fname, obj, timeout, op)
+    check_object(obj, fname, 4)
+    timeout = check_timeout(timeout, 4)
     local ok, err = check_phase()
     if not ok then
         return nil, err
     end
-    local ticket
-    ticket, err = submit(obj, op, timeout, KIND_CALL, 1, select("#", ...), ...)
+    ok, err = prepare(obj, op, 4)
+    if not ok then
+        return nil, err
+    end
+    return timeout
+end
+
+-- push_wait(obj, op, timeout, p, n): push an encoded call, then wait.
+local function push_wait(obj, op, timeout, p, n)
+    local ticket, err = push(obj, op, timeout, KIND_CALL, p, n)
     if not ticket then
         return nil, err
     end
     return wait(ticket, timeout)
 end
 
+-- call_few(fname, obj, timeout, op, n, a, b, c): a waited-for call with
+-- n <= 3 arguments a, b, c.
+local function call_few(fname, obj, timeout, op, n, a, b, c)
+    local err
+    timeout, err = admit(fname, obj, timeout, op)
+    if not timeout then
+        return nil, err
+    end
+    return push_wait(obj, op, timeout, encode_few(1, n, a, b, c))
+end
+
+-- call_many(fname, obj, timeout, op, ...): call_few for any number of
+-- arguments.
+local function call_many(fname, obj, timeout, op, ...)
+    local err
+    timeout, err = admit(fname, obj, timeout, op)
+    if not timeout then
+        return nil, err
+    end
+    return push_wait(obj, op, timeout, encode_args(1, select("#", ...), ...))
+end
+
 -- obj:call(op, ...) -> result, or nil, err [, detail]. Waits up to the
 -- default call timeout.
 function object_mt.call(obj, op, ...)
-    check_object(obj, "call")
-    return call_wait(obj, config.call_timeout, op, ...)
+    local n = select("#", ...)
+    if n <= 3 then
+        return call_few("call", obj, nil, op, n, ...)
+    end
+    return call_many("call", obj, nil, op, ...)
 end
 
 -- obj:call_timeout(timeout_ms, op, ...): call with its own timeout.
 function object_mt.call_timeout(obj, timeout, op, ...)
-    check_object(obj, "call_timeout")
-    return call_wait(obj, check_timeout(timeout), op, ...)
+    local n = select("#", ...)
+    if n <= 3 then
+        return call_few("call_timeout", obj, timeout, op, n, ...)
+    end
+    return call_many("call_timeout", obj, timeout, op, ...)
+end
+
+-- submit_few(obj, op, n, a, b, c) and submit_many(obj, op, ...): the
+-- fire-and-forget way in, split like call_few and call_many.
+local function push_submit(obj, op, p, n)
+    local ticket, err = push(obj, op, config.call_timeout, KIND_SUBMIT, p, n)
+    if not ticket then
+        return nil, err
+    end
+    return true
+end
+
+local function submit_few(obj, op, n, a, b, c)
+    check_object(obj, "submit")
+    local ok, err = prepare(obj, op)
+    if not ok then
+        return nil, err
+    end
+    return push_submit(obj, op, encode_few(1, n, a, b, c))
+end
+
+local function submit_many(obj, op, ...)
+    check_object(obj, "submit")
+    local ok, err = prepare(obj, op)
+    if not ok then
+        return nil, err
+    end
+    return push_submit(obj, op, encode_args(1, select("#", ...), ...))
 end
 
 -- obj:submit(op, ...) -> true, or nil, err. Fire-and-forget: works in every
 -- phase; the result is dropped, failures are logged by Go.
 function object_mt.submit(obj, op, ...)
-    check_object(obj, "submit")
-    local ticket, err = submit(obj, op, config.call_timeout, KIND_SUBMIT, 1, select("#", ...), ...)
-    if not ticket then
-        return nil, err
+    local n = select("#", ...)
+    if n <= 3 then
+        return submit_few(obj, op, n, ...)
     end
-    return true
+    return submit_many(obj, op, ...)
 end
 
 -- handle:recv(timeout_ms) -> next item, or nil, "eof" at the end, or

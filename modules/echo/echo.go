@@ -120,12 +120,19 @@ func (e *Echo) Call(ctx context.Context, op string, args []any) (any, error) {
 		}
 		return e.newStream(n, time.Duration(interval)*time.Millisecond), nil
 	case "record":
-		if len(args) != 2 {
+		// record(key, value) keeps value; record(key, v1, v2, ...) keeps
+		// the array of values (a fire-and-forget call can show its
+		// arguments this way)
+		if len(args) < 2 {
 			return nil, errors.New("echo: record: key and value expected")
 		}
 		k, _ := core.ToString(args[0])
+		var v any = args[1]
+		if len(args) > 2 {
+			v = args[1:]
+		}
 		e.mu.Lock()
-		e.records[k] = args[1]
+		e.records[k] = v
 		e.mu.Unlock()
 		return true, nil
 	case "recorded":

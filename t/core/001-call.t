@@ -225,3 +225,60 @@ resty.ffi: cannot load the Go runtime in init_by_lua: it runs in the nginx maste
 worker ok
 --- no_error_log
 [error]
+
+
+
+=== TEST 9: every argument count reaches Go, by call, call_timeout and submit
+Up to three arguments take a path with no vararg function (call_few); more
+take call_many. Both must deliver the same values, trailing nil included.
+--- config
+    location = /t {
+        content_by_lua_block {
+            local echo = assert(require("resty.ffi").open("echo"))
+            local args = { "a", 2, nil, { k = "v" }, 5.5, "f" }
+            local function show(t)
+                if t == ngx.null then
+                    return "null"
+                end
+                local out = {}
+                for i = 1, #t do
+                    local v = t[i]
+                    out[i] = type(v) == "table" and "{k=" .. v.k .. "}" or tostring(v)
+                end
+                return #t .. ":" .. table.concat(out, ",")
+            end
+            for n = 0, 6 do
+                local all = echo:call("echo_all", unpack(args, 1, n))
+                local timed = echo:call_timeout(1000, "echo_all", unpack(args, 1, n))
+                assert(echo:submit("record", "n" .. n, "first", unpack(args, 1, n)))
+                ngx.say(n, " ", show(all), " ", show(timed))
+            end
+            ngx.sleep(0.05)
+            for n = 0, 6 do
+                local rec = echo:call("recorded", "n" .. n)
+                if type(rec) ~= "table" then
+                    rec = { rec }
+                end
+                ngx.say("submitted ", n, " ", show(rec))
+            end
+        }
+    }
+--- request
+GET /t
+--- response_body
+0 0: 0:
+1 1:a 1:a
+2 2:a,2 2:a,2
+3 3:a,2,userdata: NULL 3:a,2,userdata: NULL
+4 4:a,2,userdata: NULL,{k=v} 4:a,2,userdata: NULL,{k=v}
+5 5:a,2,userdata: NULL,{k=v},5.5 5:a,2,userdata: NULL,{k=v},5.5
+6 6:a,2,userdata: NULL,{k=v},5.5,f 6:a,2,userdata: NULL,{k=v},5.5,f
+submitted 0 1:first
+submitted 1 2:first,a
+submitted 2 3:first,a,2
+submitted 3 4:first,a,2,userdata: NULL
+submitted 4 5:first,a,2,userdata: NULL,{k=v}
+submitted 5 6:first,a,2,userdata: NULL,{k=v},5.5
+submitted 6 7:first,a,2,userdata: NULL,{k=v},5.5,f
+--- no_error_log
+[error]

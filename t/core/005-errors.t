@@ -98,3 +98,45 @@ resty.ffi.configure: unknown option 'nonsense'
 nilecho: sleep: argument #1 must be an integer, got string
 --- no_error_log
 [error]
+
+
+
+=== TEST 5: argument errors point at the caller's line, whatever the argument count
+The ways in tail-call the functions that check (call_few, call_many,
+submit_few, submit_many), so the error names the line that called (a call
+that is not itself a tail call, or that line's frame would be gone).
+--- config
+    location = /t {
+        content_by_lua_block {
+            local echo = assert(require("resty.ffi").open("echo"))
+            local function try(f)
+                local ok, err = pcall(f)
+                ngx.say((tostring(err):gsub("^content_by_lua%(nginx%.conf:%d+%):(%d+): ", "line %1: ")))
+            end
+            try(function() local r = echo:call(42) return r end)
+            try(function() local r = echo:call(42, 1, 2, 3, 4) return r end)
+            try(function() local r = echo.call("x", "echo") return r end)
+            try(function() local r = echo.call("x", "echo", 1, 2, 3, 4) return r end)
+            try(function() local r = echo:call_timeout(-1, "echo") return r end)
+            try(function() local r = echo:call_timeout("x", "echo", 1, 2, 3, 4) return r end)
+            try(function() local r = echo:submit(false) return r end)
+            try(function() local r = echo.submit(nil, "echo", 1, 2, 3, 4) return r end)
+            try(function() local r = echo:call("echo", 1, 2, function() return r end) end)
+            try(function() local r = echo:call("echo", 1, 2, 3, function() return r end) end)
+        }
+    }
+--- request
+GET /t
+--- response_body
+line 7: resty.ffi: the operation name must be a string, got number
+line 8: resty.ffi: the operation name must be a string, got number
+line 9: resty.ffi.call: argument #1 must be an object from resty.ffi.open() or a call, got string
+line 10: resty.ffi.call: argument #1 must be an object from resty.ffi.open() or a call, got string
+line 11: resty.ffi: the timeout must be a positive number of milliseconds, got -1
+line 12: resty.ffi: the timeout must be a positive number of milliseconds, got x
+line 13: resty.ffi: the operation name must be a string, got boolean
+line 14: resty.ffi.submit: argument #1 must be an object from resty.ffi.open() or a call, got nil
+resty.ffi: argument #3: cannot encode a value of type function
+resty.ffi: argument #4: cannot encode a value of type function
+--- no_error_log
+[error]

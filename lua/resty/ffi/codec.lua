@@ -366,6 +366,28 @@ function _M.encode_args(first, n, ...)
     return buf, pos
 end
 
+-- encode_few(first, n, a, b, c): encode_args for at most three values,
+-- passed as plain parameters. A vararg function never starts a LuaJIT
+-- trace, so the call path uses this one when it can (resty/ffi.lua).
+function _M.encode_few(first, n, a, b, c)
+    reset()
+    put_head(n, 0x90, 15, nil, 0xdc, 0xdd)
+    if n >= 1 then
+        arg_index = first
+        put_value(a, 0)
+        if n >= 2 then
+            arg_index = first + 1
+            put_value(b, 0)
+            if n >= 3 then
+                arg_index = first + 2
+                put_value(c, 0)
+            end
+        end
+    end
+    arg_index = nil
+    return buf, pos
+end
+
 -- encode_array(t, n): like encode_args for an array table with n entries.
 function _M.encode_array(t, n, first)
     reset()
