@@ -271,6 +271,19 @@ type luaCompletion struct {
 	Data   []byte
 }
 
+// completionBuf is where luaDiscard pops into.
+type completionBuf []C.rffi_completion_t
+
+func newCompletionBuf(n int) completionBuf { return make(completionBuf, n) }
+
+// luaDiscard pops up to len(out) completions and drops them, as luaPop
+// does without copying them out (for benchmarks: no Go allocation).
+func (r *rings) luaDiscard(out completionBuf) int {
+	n := int(C.rffi_pop_completions(r.s, &out[0], C.int(len(out))))
+	C.rffi_done_completions(r.s)
+	return n
+}
+
 func (r *rings) luaPop(max int) []luaCompletion {
 	out := make([]C.rffi_completion_t, max)
 	n := int(C.rffi_pop_completions(r.s, &out[0], C.int(max)))

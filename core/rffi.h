@@ -25,7 +25,12 @@
 
 /* One submission. data (malloc'd by rffi_push) holds the operation name
  * followed by the MessagePack argument frame. The Go pump copies it out
- * before it advances sq_head; ring.c frees it once sq_head has passed. */
+ * before it advances sq_head; ring.c frees it once sq_head has passed.
+ * Copies of up to RFFI_BLOCK bytes are blocks of that size, which ring.c
+ * keeps on a free list (up to RFFI_SPARE_BLOCKS of them) instead of
+ * giving them back to malloc. */
+#define RFFI_BLOCK        256
+#define RFFI_SPARE_BLOCKS 256
 typedef struct {
     uint64_t ticket;
     uint64_t object;
@@ -68,7 +73,10 @@ typedef struct {
     uint64_t cq_head;
     uint64_t cq_taken;      /* Lua only: popped, not yet done */
     uint64_t sq_freed;      /* Lua only: submission copies freed up to here */
-    char     pad4[40];
+    void    *spare_blocks;  /* Lua only: free list of RFFI_BLOCK-byte copies */
+    uint32_t spare_count;
+    uint32_t pad5;
+    char     pad4[24];
     /* shared counters and limits */
     int64_t  in_flight;     /* calls accepted and not finished */
     int64_t  max_in_flight;

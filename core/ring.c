@@ -7,14 +7,52 @@
 #include <unistd.h>
 #include "rffi.h"
 
-// free_taken frees the submission copies the Go pump has already copied
+// Submission copies: a call's copy lives from rffi_push until the pump has
+// copied it out, a few microseconds. Small ones are RFFI_BLOCK-byte blocks
+// kept on a free list, so the common call costs no malloc and no free;
+// only Lua's thread touches the list. A block is linked through its first
+// bytes while spare.
+
+// copy_size is the allocation behind a copy of len bytes (plus the NUL
+// guard rffi_push leaves room for).
+static size_t copy_size(size_t len)
+{
+    return len + 1 <= RFFI_BLOCK ? RFFI_BLOCK : len + 1;
+}
+
+static char *alloc_copy(rffi_shared_t *s, size_t len)
+{
+    if (copy_size(len) == RFFI_BLOCK && s->spare_blocks != NULL) {
+        char *block = s->spare_blocks;
+        memcpy(&s->spare_blocks, block, sizeof(void *));
+        s->spare_count--;
+        return block;
+    }
+    return malloc(copy_size(len));
+}
+
+static void free_copy(rffi_shared_t *s, char *data, size_t len)
+{
+    if (data == NULL) {
+        return;
+    }
+    if (copy_size(len) == RFFI_BLOCK && s->spare_count < RFFI_SPARE_BLOCKS) {
+        memcpy(data, &s->spare_blocks, sizeof(void *));
+        s->spare_blocks = data;
+        s->spare_count++;
+        return;
+    }
+    free(data);
+}
+
+// free_taken releases the submission copies the Go pump has already copied
 // out (everything before sq_head). Only Lua's thread calls it.
 static void free_taken(rffi_shared_t *s)
 {
     uint64_t head = __atomic_load_n(&s->sq_head, __ATOMIC_ACQUIRE);
     for (uint64_t i = s->sq_freed; i != head; i++) {
         rffi_task_t *t = &s->sq[i & s->sq_mask];
-        free(t->data);
+        free_copy(s, t->data, t->len);
         t->data = NULL;
     }
     s->sq_freed = head;
@@ -76,7 +114,7 @@ int64_t rffi_push(rffi_shared_t *s, int32_t kind, uint64_t ticket, uint64_t obje
         __atomic_sub_fetch(&s->in_flight, 1, __ATOMIC_ACQ_REL);
         return RFFI_BUSY;
     }
-    char *data = malloc(op_len + args_len + 1);
+    char *data = alloc_copy(s, op_len + args_len);
     if (data == NULL) {
         __atomic_sub_fetch(&s->in_flight, 1, __ATOMIC_ACQ_REL);
         return RFFI_NO_MEMORY;
@@ -87,7 +125,7 @@ int64_t rffi_push(rffi_shared_t *s, int32_t kind, uint64_t ticket, uint64_t obje
     }
     int64_t rc = push_record(s, kind, ticket, object, data, op_len + args_len, (uint32_t) op_len, timeout_ms);
     if (rc < 0) {
-        free(data);
+        free_copy(s, data, op_len + args_len);
         __atomic_sub_fetch(&s->in_flight, 1, __ATOMIC_ACQ_REL);
     }
     return rc;

@@ -74,7 +74,10 @@ typedef struct {
     uint64_t cq_head;
     uint64_t cq_taken;
     uint64_t sq_freed;
-    char     pad4[40];
+    void    *spare_blocks;
+    uint32_t spare_count;
+    uint32_t pad5;
+    char     pad4[24];
     int64_t  in_flight;
     int64_t  max_in_flight;
     int64_t  max_payload;
