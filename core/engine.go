@@ -244,8 +244,14 @@ func (e *Engine) startSubmissions(batch []submission) int {
 		return 0
 	}
 	n := e.rings.popSubmissions(batch)
+	if n == 0 {
+		return 0
+	}
+	// one clock read for the batch's deadlines: on a VM a clock read can
+	// cost a tenth of a microsecond, and the batch was read at one moment
+	now := time.Now()
 	for i := 0; i < n; i++ {
-		e.start(&batch[i])
+		e.start(&batch[i], now)
 		batch[i] = submission{}
 	}
 	return n
@@ -353,8 +359,8 @@ type deadlineCtx struct {
 
 func (c deadlineCtx) Deadline() (time.Time, bool) { return c.deadline, true }
 
-// start handles one submission record.
-func (e *Engine) start(s *submission) {
+// start handles one submission record, taken off the ring at now.
+func (e *Engine) start(s *submission, now time.Time) {
 	switch s.kind {
 	case kindCancel:
 		e.cancelMu.Lock()
@@ -390,7 +396,7 @@ func (e *Engine) start(s *submission) {
 		t.ctx, t.cancel = context.WithCancel(context.Background())
 		if s.timeout > 0 {
 			// WithDeadlineOnly's value, kept in the task: no allocation
-			t.deadline = deadlineCtx{Context: t.ctx, deadline: time.Now().Add(time.Duration(s.timeout) * time.Millisecond)}
+			t.deadline = deadlineCtx{Context: t.ctx, deadline: now.Add(time.Duration(s.timeout) * time.Millisecond)}
 			t.ctx = &t.deadline
 		}
 	}

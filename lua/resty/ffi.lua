@@ -159,7 +159,10 @@ local stats_len = ffi_new("size_t[1]")
 -- waiting[ticket] = waiter record of a coroutine blocked in call()
 local waiting = {}
 local waiting_count = 0
+-- waiter records of finished calls, for reuse; counted here because
+-- #spare_waiters is a function call (lj_tab_len) even in compiled code
 local spare_waiters = {}
+local spare_count = 0
 local next_ticket = 1
 -- The pump wake-up of an event-loop round: pushes that find the Go pump
 -- asleep post this semaphore once; the waker thread resumes after the
@@ -432,9 +435,10 @@ local function push(obj, op, timeout, kind, p, n)
 end
 
 local function get_waiter()
-    local w = spare_waiters[#spare_waiters]
-    if w then
-        spare_waiters[#spare_waiters] = nil
+    if spare_count > 0 then
+        local w = spare_waiters[spare_count]
+        spare_waiters[spare_count] = nil
+        spare_count = spare_count - 1
         return w
     end
     return { sema = sema_new(0) }
@@ -486,7 +490,8 @@ local function wait(ticket, timeout)
     end
     local status, value, detail = w.status, w.value, w.detail
     w.value, w.detail = nil, nil
-    spare_waiters[#spare_waiters + 1] = w
+    spare_count = spare_count + 1
+    spare_waiters[spare_count] = w
     if status == STATUS_OK then
         return value
     end
