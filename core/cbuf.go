@@ -271,6 +271,12 @@ type luaCompletion struct {
 	Data   []byte
 }
 
+// luaSpareBlocks is how many submission blocks ring.c keeps for reuse,
+// and the most it keeps.
+func (r *rings) luaSpareBlocks() (n, max int) {
+	return int(r.s.spare_count), C.RFFI_SPARE_BLOCKS
+}
+
 // completionBuf is where luaDiscard pops into.
 type completionBuf []C.rffi_completion_t
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -458,6 +459,40 @@ func TestWatchAfterReply(t *testing.T) {
 				t.Fatalf("a push after the window: %d wakes, want 1", wakes)
 			}
 		})
+	}
+}
+
+// TestSubmissionBlocksAreReused pushes waves of calls whose copies fit a
+// spare block or not (ring.c): every result must be its own arguments, so
+// a block reused too early or twice would show, and the spare list must
+// be in use and within its bound.
+func TestSubmissionBlocksAreReused(t *testing.T) {
+	e := newTestEngine(t, Config{})
+	h := openFake(t, e)
+	sizes := []int{0, 10, 240, 250, 300, 5000}
+	ticket := uint64(0)
+	for wave := 0; wave < 30; wave++ {
+		want := map[uint64]string{}
+		for i := 0; i < 100; i++ {
+			ticket++
+			arg := strings.Repeat(string(rune('a'+i%26)), sizes[(wave+i)%len(sizes)])
+			want[ticket] = arg
+			if rc := e.rings.luaPush(kindCall, ticket, h, "echo", args(t, arg), 0); rc < 0 {
+				t.Fatalf("push %d: %d", ticket, rc)
+			}
+		}
+		e.kickPump()
+		for tk, arg := range want {
+			c := await(t, e, tk)
+			v, err := Decode(c.Data)
+			if err != nil || !reflect.DeepEqual(v, []any{arg}) {
+				t.Fatalf("ticket %d: got %v (%v), want [%d bytes]", tk, v, err, len(arg))
+			}
+		}
+	}
+	n, max := e.rings.luaSpareBlocks()
+	if n == 0 || n > max {
+		t.Fatalf("spare blocks: %d (at most %d)", n, max)
 	}
 }
 

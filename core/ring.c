@@ -13,8 +13,8 @@
 // only Lua's thread touches the list. A block is linked through its first
 // bytes while spare.
 
-// copy_size is the allocation behind a copy of len bytes (plus the NUL
-// guard rffi_push leaves room for).
+// copy_size is the allocation behind a copy of len bytes (one byte more,
+// so that an empty copy is not a zero-size allocation).
 static size_t copy_size(size_t len)
 {
     return len + 1 <= RFFI_BLOCK ? RFFI_BLOCK : len + 1;
