@@ -198,7 +198,7 @@ func rffi_open(name *C.char, nameLen C.size_t, opts *C.char, optsLen C.size_t, e
 //export rffi_cancel
 func rffi_cancel(ticket C.uint64_t) C.int {
 	if e := current.Load(); e != nil {
-		e.start(&submission{kind: kindCancel, ticket: uint64(ticket)}, time.Time{})
+		e.cancelCall(uint64(ticket))
 		return 1
 	}
 	return 0

@@ -359,16 +359,22 @@ type deadlineCtx struct {
 
 func (c deadlineCtx) Deadline() (time.Time, bool) { return c.deadline, true }
 
+// cancelCall cancels the context of the waited-for call with ticket, if
+// it still runs.
+func (e *Engine) cancelCall(ticket uint64) {
+	e.cancelMu.Lock()
+	cancel := e.cancels[ticket]
+	e.cancelMu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
 // start handles one submission record, taken off the ring at now.
 func (e *Engine) start(s *submission, now time.Time) {
 	switch s.kind {
 	case kindCancel:
-		e.cancelMu.Lock()
-		cancel := e.cancels[s.ticket]
-		e.cancelMu.Unlock()
-		if cancel != nil {
-			cancel()
-		}
+		e.cancelCall(s.ticket)
 		return
 	case kindClose:
 		e.CloseHandle(s.object)
