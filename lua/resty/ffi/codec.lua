@@ -347,17 +347,11 @@ end
 
 -- encode_args(first, n, ...) encodes the varargs as an array, naming the
 -- argument (counting from `first`) in errors. Trailing nils count when n
--- says so, which is how select("#", ...) is passed in.
+-- says so, which is how select("#", ...) is passed in. The call path uses
+-- it for more than three arguments only (encode_few takes the rest).
 function _M.encode_args(first, n, ...)
     reset()
     put_head(n, 0x90, 15, nil, 0xdc, 0xdd)
-    if n == 1 then
-        -- the commonest call; a loop run once is a trace LuaJIT abandons
-        arg_index = first
-        put_value((...), 0)
-        arg_index = nil
-        return buf, pos
-    end
     for i = 1, n do
         arg_index = first + i - 1
         put_value((select(i, ...)), 0)
