@@ -251,16 +251,6 @@ func (r *rings) luaPush(kind int, ticket uint64, obj Handle, op string, args []b
 		cop, C.size_t(len(op)), cargs, C.size_t(len(args)), C.int32_t(timeoutMs)))
 }
 
-// luaDeferWake sets what Lua's waker thread sets while it runs: pushes
-// that find the pump parked leave the wake-up to Lua (rffi_push returns 1).
-func (r *rings) luaDeferWake(on bool) {
-	v := int32(0)
-	if on {
-		v = 1
-	}
-	atomic.StoreInt32(i32(&r.s.defer_wake), v)
-}
-
 func (r *rings) pumpParked() bool { return atomic.LoadInt32(i32(&r.s.pump_parked)) != 0 }
 
 // luaCompletion is a drained completion with its bytes copied out.

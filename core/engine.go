@@ -476,9 +476,9 @@ func (e *Engine) Shutdown(timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	// Records pushed before closing was set are still taken by the pump.
-	// Wake it: the last pushes (Lua's GC closing handles while the VM
-	// shuts down) may have left the wake-up to a waker thread that no
-	// longer runs, and the pump would sleep through the whole deadline.
+	// Every push that finds it asleep wakes it; the kick costs one empty
+	// round at most, and a pump that slept through a lost wake-up would
+	// hold shutdown until its deadline.
 	e.kickPump()
 	for !e.rings.sqEmpty() && ctx.Err() == nil {
 		time.Sleep(time.Millisecond)

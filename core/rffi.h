@@ -84,15 +84,14 @@ typedef struct {
     int32_t  closing;
     uint32_t sq_mask;       /* capacity - 1 (a power of two) */
     uint32_t cq_mask;
-    int32_t  defer_wake;    /* 1: rffi_push leaves waking the pump to Lua */
+    int32_t  pad6;
     rffi_task_t       *sq;
     rffi_completion_t *cq;
 } rffi_shared_t;
 
-/* Called by Lua (no Go involved). rffi_push returns 0, a negative outcome,
- * or 1 when the pump sleeps and, defer_wake being set, Lua must call
- * rffi_wake_pump once it has pushed everything of this event-loop round. */
-void    rffi_wake_pump(rffi_shared_t *s);
+/* Called by Lua (no Go involved). rffi_push returns 0 when the record is
+ * queued, 1 when it is queued and this push woke the sleeping pump (one
+ * eventfd write), or a negative outcome. */
 int64_t rffi_push(rffi_shared_t *s, int32_t kind, uint64_t ticket, uint64_t object,
                   const char *op, size_t op_len, const char *args, size_t args_len,
                   int32_t timeout_ms);

@@ -58,6 +58,13 @@ static void free_taken(rffi_shared_t *s)
     s->sq_freed = head;
 }
 
+static void wake_pump(rffi_shared_t *s)
+{
+    uint64_t one = 1;
+    ssize_t rc = write(s->wake_fd, &one, sizeof one);
+    (void) rc; // EAGAIN means the counter is already non-zero: awake anyway
+}
+
 static int64_t push_record(rffi_shared_t *s, int32_t kind, uint64_t ticket, uint64_t object,
                            char *data, size_t len, uint32_t op_len, int32_t timeout_ms)
 {
@@ -80,20 +87,14 @@ static int64_t push_record(rffi_shared_t *s, int32_t kind, uint64_t ticket, uint
     __atomic_store_n(&s->sq_tail, tail + 1, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&s->pump_parked, __ATOMIC_SEQ_CST)
         && __atomic_exchange_n(&s->pump_parked, 0, __ATOMIC_SEQ_CST)) {
-        if (s->defer_wake) {
-            // One wake for all the pushes of this event-loop round.
-            return 1;
-        }
-        rffi_wake_pump(s);
+        // At once, not at the end of the event-loop round: the pump's
+        // threads run under SCHED_BATCH (lua/resty/ffi.lua), so waking
+        // them does not preempt this thread, and they can start on the
+        // round's first calls while this thread pushes the others.
+        wake_pump(s);
+        return 1;
     }
     return 0;
-}
-
-void rffi_wake_pump(rffi_shared_t *s)
-{
-    uint64_t one = 1;
-    ssize_t rc = write(s->wake_fd, &one, sizeof one);
-    (void) rc; // EAGAIN means the counter is already non-zero: awake anyway
 }
 
 int64_t rffi_push(rffi_shared_t *s, int32_t kind, uint64_t ticket, uint64_t object,

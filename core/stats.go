@@ -30,6 +30,7 @@ func (e *Engine) Stats() map[string]any {
 		}
 	}
 	e.statsMu.Unlock()
+	threads, batchThreads := threadPolicies()
 	return map[string]any{
 		"runtimes":            rts,
 		"in_flight":           e.rings.inFlight(),
@@ -48,5 +49,7 @@ func (e *Engine) Stats() map[string]any {
 		"read_spins":          e.readSpins.Load(),
 		"watch_starts":        e.watchStarts.Load(),
 		"init_pages_released": e.initPagesReleased.Load(),
+		"threads":             threads,
+		"batch_threads":       batchThreads,
 	}
 }

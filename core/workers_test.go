@@ -14,7 +14,7 @@ func TestWorkerPoolKeepsAtMostMaxIdle(t *testing.T) {
 	// idleWorkers of them may stay.
 	const n = 200
 	for i := uint64(1); i <= n; i++ {
-		if rc := e.rings.luaPush(kindCall, i, h, "sleep", args(t, int64(50)), 0); rc != 0 {
+		if rc := e.rings.luaPush(kindCall, i, h, "sleep", args(t, int64(50)), 0); rc < 0 {
 			t.Fatalf("push %d: %d", i, rc)
 		}
 	}
@@ -32,7 +32,7 @@ func TestWorkerPoolKeepsAtMostMaxIdle(t *testing.T) {
 		t.Fatalf("idle workers %d, want %d", idle, idleWorkers)
 	}
 	// an idle worker takes the next call
-	if rc := e.rings.luaPush(kindCall, n+1, h, "echo", args(t, "again"), 0); rc != 0 {
+	if rc := e.rings.luaPush(kindCall, n+1, h, "echo", args(t, "again"), 0); rc < 0 {
 		t.Fatalf("push: %d", rc)
 	}
 	await(t, e, n+1)
