@@ -115,6 +115,7 @@ func parseConfig(m map[string]any) (c Config, err error) {
 		"max_pending_logs": {&c.MaxPendingLogs, 1 << 20},
 		"pump_spins":       {&c.PumpSpins, 1 << 16},
 		"go_max_procs":     {&c.GoMaxProcs, 1024},
+		"go_gc_percent":    {&c.GCPercent, 100000},
 		"shutdown_timeout": {&shutdownMs, math.MaxInt32},
 	}
 	for k, v := range m {

@@ -14,7 +14,7 @@ func FuzzParseConfig(f *testing.F) {
 	for _, m := range []map[string]any{
 		{},
 		{"max_in_flight": int64(16384), "max_payload": int64(64 << 20), "socket_dir": "/tmp", "path": "/x/resty_ffi_go.so"},
-		{"max_pending_logs": int64(4096), "pump_spins": int64(1), "pump_spin_us": int64(0), "go_max_procs": int64(2), "shutdown_timeout": int64(5000), "release_init_pages": false},
+		{"max_pending_logs": int64(4096), "pump_spins": int64(1), "pump_spin_us": int64(0), "go_max_procs": int64(2), "go_gc_percent": int64(200), "shutdown_timeout": int64(5000), "release_init_pages": false},
 		{"max_in_flight": int64(1 << 20), "max_pending_logs": int64(1 << 20), "shutdown_timeout": int64(math.MaxInt32)},
 		{"max_in_flight": int64(-1)},
 		{"max_payload": 1.5},
@@ -56,6 +56,7 @@ func checkConfig(t *testing.T, c Config) {
 	within("MaxPendingLogs", c.MaxPendingLogs, 1, 1<<20)
 	within("PumpSpins", c.PumpSpins, 1, 1<<16)
 	within("GoMaxProcs", c.GoMaxProcs, 1, 1024)
+	within("GCPercent", c.GCPercent, 1, 100000)
 	within("PumpSpinAfterReply (us)", int(c.PumpSpinAfterReply/time.Microsecond), 0, 1000000)
 	// the completion ring holds both and its mask is a uint32
 	within("completion ring", nextPow2(c.MaxInFlight+c.MaxPendingLogs), 1, math.MaxUint32)

@@ -353,6 +353,9 @@ func TestParseConfig(t *testing.T) {
 		{"watch too long", map[string]any{"pump_spin_us": int64(2000000)}, false},
 		{"keep init pages", map[string]any{"release_init_pages": false}, true},
 		{"init pages not a boolean", map[string]any{"release_init_pages": int64(1)}, false},
+		{"gc percent", map[string]any{"go_gc_percent": int64(400)}, true},
+		{"gc percent zero", map[string]any{"go_gc_percent": int64(0)}, false},
+		{"gc percent not an integer", map[string]any{"go_gc_percent": "off"}, false},
 	}
 	for _, c := range cases {
 		if _, err := parseConfig(c.in); (err == nil) != c.ok {

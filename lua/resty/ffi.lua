@@ -149,7 +149,7 @@ local config = {
 }
 local go_config_keys = {
     max_in_flight = true, max_payload = true, socket_dir = true,
-    max_pending_logs = true, pump_spins = true, pump_spin_us = true, go_max_procs = true,
+    max_pending_logs = true, pump_spins = true, pump_spin_us = true, go_max_procs = true, go_gc_percent = true,
     shutdown_timeout = true, release_init_pages = true,
 }
 

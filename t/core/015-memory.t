@@ -86,3 +86,24 @@ GET /t
 ^nil .*release_init_pages must be a boolean, got string
 --- no_error_log
 [error]
+
+
+
+=== TEST 4: go_gc_percent must be a positive integer
+--- http_config
+    init_worker_by_lua_block {
+        require("resty.ffi").configure{ go_gc_percent = 0 }
+    }
+--- config
+    location = /t {
+        content_by_lua_block {
+            local ok, err = require("resty.ffi").load()
+            ngx.say(ok, " ", err)
+        }
+    }
+--- request
+GET /t
+--- response_body_like
+^nil .*go_gc_percent must be a positive integer up to 100000, got 0
+--- no_error_log
+[error]
