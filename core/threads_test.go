@@ -5,8 +5,6 @@ import (
 	"testing"
 )
 
-var sprintf = fmt.Sprintf
-
 func TestStatPolicy(t *testing.T) {
 	// fields 3 to 52 of a Linux 6.x stat line, each holding its number,
 	// but field 41 (policy), set by each case
@@ -16,9 +14,9 @@ func TestStatPolicy(t *testing.T) {
 		policy     int
 		ok         bool
 	}{
-		{"other", "123 (nginx)" + sprintf(tail, "0"), 0, true},
-		{"batch", "123 (nginx)" + sprintf(tail, "3"), 3, true},
-		{"name with spaces and parens", "123 (a) b (c)" + sprintf(tail, "3"), 3, true},
+		{"other", "123 (nginx)" + fmt.Sprintf(tail, "0"), 0, true},
+		{"batch", "123 (nginx)" + fmt.Sprintf(tail, "3"), 3, true},
+		{"name with spaces and parens", "123 (a) b (c)" + fmt.Sprintf(tail, "3"), 3, true},
 		{"truncated", "123 (nginx) S 1 2 3", 0, false},
 		{"no name", "garbage", 0, false},
 	} {

@@ -33,6 +33,16 @@ our $Measure = <<'_EOC_';
     }
 _EOC_
 
+# /t loads the library and says what load() returned.
+our $Load = <<'_EOC_';
+    location = /t {
+        content_by_lua_block {
+            local ok, err = require("resty.ffi").load()
+            ngx.say(ok, " ", err)
+        }
+    }
+_EOC_
+
 repeat_each(1);
 plan tests => repeat_each() * (blocks() * 3);
 no_shuffle();
@@ -73,13 +83,7 @@ code resident: over a quarter
     init_worker_by_lua_block {
         require("resty.ffi").configure{ release_init_pages = "yes" }
     }
---- config
-    location = /t {
-        content_by_lua_block {
-            local ok, err = require("resty.ffi").load()
-            ngx.say(ok, " ", err)
-        }
-    }
+--- config eval: $::Load
 --- request
 GET /t
 --- response_body_like
@@ -94,13 +98,7 @@ GET /t
     init_worker_by_lua_block {
         require("resty.ffi").configure{ go_gc_percent = 0 }
     }
---- config
-    location = /t {
-        content_by_lua_block {
-            local ok, err = require("resty.ffi").load()
-            ngx.say(ok, " ", err)
-        }
-    }
+--- config eval: $::Load
 --- request
 GET /t
 --- response_body_like
